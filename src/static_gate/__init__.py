@@ -1,0 +1,17 @@
+"""static-gate: a login page, signed sessions and path rules for static files."""
+
+from __future__ import annotations
+
+from .config import Config, load_config
+from .errors import ConfigError, StaticGateError
+from .gate import GROUPS_KEY, USER_KEY, Gate
+
+__all__ = [
+    "GROUPS_KEY",
+    "USER_KEY",
+    "Config",
+    "ConfigError",
+    "Gate",
+    "StaticGateError",
+    "load_config",
+]

@@ -1,0 +1,541 @@
+"""Read the TOML configuration once, check all of it, return frozen objects.
+
+Every problem is collected and reported together in a :class:`ConfigError`,
+one line each, naming the file, the table and key, what was found and what is
+expected.  Relative paths are resolved against the configuration file's
+folder.  Signing keys are never read from this file (see :mod:`.keys`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._compat import tomllib
+from .errors import ConfigError
+from .keys import SecretKey, load_keys
+from .paths import PathRejected, canonical_path, is_under
+from .rules import ALLOW_VALUES, ANYONE, LISTED, Rule
+
+#: Environment variable naming the configuration file.
+CONFIG_ENV = "STATIC_GATE_CONFIG"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class StaticConfig:
+    """``[static]``: the folder to serve and how."""
+
+    root: Path | None = None
+    follow_symlinks: bool = False
+    directory_listing: bool = False
+    precompressed: bool = True
+    #: ``None`` means "find out from the file system at start-up".
+    case_sensitive: bool | None = None
+
+
+@dataclass(frozen=True)
+class PagesConfig:
+    """``[pages]``: where the gate's own pages live and how they look."""
+
+    prefix: str = "/_gate/"
+    title: str = "Sign in"
+    message: str = ""
+    template: Path | None = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """``[auth]``: who can sign in."""
+
+    users_file: Path | None = None
+    shared_password_hash: str | None = None
+    shared_user: str = "shared"
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """``[session]``: the signed cookie."""
+
+    secret_keys: tuple[SecretKey, ...]
+    secret_file: Path | None = None
+    lifetime: int = 8 * 3600
+    idle_timeout: int = 30 * 60
+    cookie_name: str = "static_gate"
+    #: ``None`` means Secure exactly when the request came over https.
+    secure_cookie: bool | None = None
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """``[proxy]``: which direct peers may speak for the client."""
+
+    trusted: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    source: Path | None
+    session: SessionConfig
+    static: StaticConfig = StaticConfig()
+    pages: PagesConfig = PagesConfig()
+    auth: AuthConfig = AuthConfig()
+    proxy: ProxyConfig = ProxyConfig()
+    rules: tuple[Rule, ...] = ()
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+T = TypeVar("T")
+
+
+def parse_duration(text: str) -> int:
+    """Turn ``"8h"``, ``"30m"`` or ``"1h30m"`` into seconds.
+
+    :raises ValueError: anything else, zero included.
+    """
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(text)
+
+    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise ValueError(text)
+
+    return seconds
+
+
+def is_user_name(name: str) -> bool:
+    """Tell whether *name* can be a user name (letters, digits, ``._@+-``)."""
+    return _USER_NAME.fullmatch(name) is not None
+
+
+def is_group_name(name: str) -> bool:
+    """Tell whether *name* can be a group name (letters, digits, ``._-``)."""
+    return _GROUP_NAME.fullmatch(name) is not None
+
+
+class _Table:
+    """One TOML table being read; records problems instead of raising."""
+
+    def __init__(
+        self, reader: _Reader, name: str, data: Mapping[str, Any], known: set[str]
+    ) -> None:
+        self.reader = reader
+        self.name = name
+        self.data = data
+        for key in sorted(set(data) - known):
+            choices = ", ".join(sorted(known))
+            self.problem(key, f"is not a known key; {self.name} takes {choices}")
+
+    def problem(self, key: str, text: str) -> None:
+        self.reader.problems.append(f"{self.reader.name}: {self.name} {key} {text}.")
+
+    def get(self, key: str, kind: type[T], expected: str, default: T) -> T:
+        value = self.data.get(key, default)
+        if value is default or isinstance(value, kind):
+            return value
+
+        self.problem(key, f"must be {expected}, got {value!r}")
+        return default
+
+    def text(self, key: str, default: str) -> str:
+        return self.get(key, str, "a string", default)
+
+    def flag(self, key: str, default: bool) -> bool:
+        return self.get(key, bool, "true or false", default)
+
+    def path(self, key: str) -> Path | None:
+        value = self.get(key, str, "a path (a string)", "")
+        if not value:
+            return None
+
+        return self.reader.folder / os.path.expanduser(value)
+
+    def duration(self, key: str, default: int) -> int:
+        value = self.data.get(key)
+        if value is None:
+            return default
+
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return parse_duration(value)
+        except ValueError:
+            self.problem(
+                key,
+                f'must be a duration such as "30m", got {value!r}; '
+                "use a whole number followed by s, m, h or d",
+            )
+            return default
+
+    def names(
+        self, key: str, check: Callable[[str], bool], what: str
+    ) -> frozenset[str]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(key, f"must be a list of {what}s, got {value!r}")
+            return frozenset()
+
+        for name in value:
+            if not check(name):
+                self.problem(key, f"has {name!r}, which is not a valid {what}")
+
+        return frozenset(value)
+
+
+class _Reader:
+    def __init__(self, name: str, folder: Path) -> None:
+        self.name = name
+        self.folder = folder
+        self.problems: list[str] = []
+
+    def table(self, data: Mapping[str, Any], name: str, known: set[str]) -> _Table:
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            self.problems.append(f"{self.name}: [{name}] must be a table.")
+            value = {}
+
+        return _Table(self, f"[{name}]", value, known)
+
+
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read, check and return the configuration in the file at *path*.
+
+    :param environ: where to look for ``STATIC_GATE_SECRET_KEY``; defaults
+        to :data:`os.environ`.
+    :raises ConfigError: listing every problem found.
+    """
+    source = Path(path).absolute()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(
+            f"{source}: cannot read the configuration file ({error.strerror})."
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: the configuration file is not UTF-8.") from None
+
+    return parse_config(text, source, os.environ if environ is None else environ)
+
+
+def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
+    """Check configuration *text* read from *source*; see :func:`load_config`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML ({error}).") from None
+
+    reader = _Reader(source.name, source.parent)
+    known_tables = {"static", "pages", "auth", "session", "proxy", "rules"}
+    for key in sorted(set(data) - known_tables):
+        reader.problems.append(
+            f"{reader.name}: [{key}] is not a known table; "
+            f"use {', '.join(sorted(known_tables))}."
+        )
+
+    static = _read_static(reader, data)
+    pages = _read_pages(reader, data)
+    auth = _read_auth(reader, data)
+    session_table = reader.table(
+        data,
+        "session",
+        {"secret_file", "lifetime", "idle_timeout", "cookie_name", "secure_cookie"},
+    )
+    proxy = _read_proxy(reader, data)
+    rules = _read_rules(reader, data, pages.prefix)
+
+    secret_file = session_table.path("secret_file")
+    keys: tuple[SecretKey, ...] = ()
+    try:
+        keys = load_keys(secret_file, environ, reader.name)
+    except ConfigError as error:
+        reader.problems.extend(error.problems)
+
+    session = _read_session(session_table, keys, secret_file)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+
+    return Config(source, session, static, pages, auth, proxy, rules)
+
+
+def _read_static(reader: _Reader, data: Mapping[str, Any]) -> StaticConfig:
+    table = reader.table(
+        data,
+        "static",
+        {
+            "root",
+            "follow_symlinks",
+            "directory_listing",
+            "precompressed",
+            "case_sensitive",
+        },
+    )
+    root = table.path("root")
+    if root is not None:
+        if not root.is_dir():
+            table.problem("root", f"must be an existing folder, got {str(root)!r}")
+        else:
+            root = root.resolve()
+
+    case_sensitive = table.data.get("case_sensitive")
+    if case_sensitive is not None and not isinstance(case_sensitive, bool):
+        table.problem(
+            "case_sensitive", f"must be true or false, got {case_sensitive!r}"
+        )
+        case_sensitive = None
+
+    return StaticConfig(
+        root=root,
+        follow_symlinks=table.flag("follow_symlinks", False),
+        directory_listing=table.flag("directory_listing", False),
+        precompressed=table.flag("precompressed", True),
+        case_sensitive=case_sensitive,
+    )
+
+
+def _read_pages(reader: _Reader, data: Mapping[str, Any]) -> PagesConfig:
+    table = reader.table(data, "pages", {"prefix", "title", "message", "template"})
+    prefix = table.text("prefix", "/_gate/")
+    if not _is_canonical_folder(prefix) or prefix == "/":
+        table.problem(
+            "prefix", f'must be a folder path such as "/_gate/", got {prefix!r}'
+        )
+        prefix = "/_gate/"
+
+    template = table.path("template")
+    if template is not None and not template.is_file():
+        table.problem("template", f"must be an existing file, got {str(template)!r}")
+
+    return PagesConfig(
+        prefix=prefix,
+        title=table.text("title", "Sign in"),
+        message=table.text("message", ""),
+        template=template,
+    )
+
+
+def _read_auth(reader: _Reader, data: Mapping[str, Any]) -> AuthConfig:
+    table = reader.table(
+        data, "auth", {"users_file", "shared_password_hash", "shared_user"}
+    )
+    users_file = table.path("users_file")
+    if users_file is not None and not users_file.is_file():
+        table.problem(
+            "users_file",
+            f"must be an existing file, got {str(users_file)!r}; "
+            "create it with 'static-gate user add NAME'",
+        )
+
+    shared = table.text("shared_password_hash", "") or None
+    if shared is not None and not shared.startswith("$argon2"):
+        table.problem(
+            "shared_password_hash",
+            "must be an argon2 hash made by 'static-gate hash-password', "
+            "not a password",
+        )
+
+    if users_file is None and shared is None:
+        reader.problems.append(
+            f"{reader.name}: [auth] has neither users_file nor "
+            "shared_password_hash, so nobody could sign in; set at least one."
+        )
+
+    shared_user = table.text("shared_user", "shared")
+    if not is_user_name(shared_user):
+        table.problem("shared_user", f"must be a valid user name, got {shared_user!r}")
+
+    return AuthConfig(users_file, shared, shared_user)
+
+
+def _read_session(
+    table: _Table, keys: tuple[SecretKey, ...], secret_file: Path | None
+) -> SessionConfig:
+    lifetime = table.duration("lifetime", 8 * 3600)
+    idle_timeout = table.duration("idle_timeout", 30 * 60)
+    if idle_timeout > lifetime:
+        table.problem(
+            "idle_timeout",
+            f"({idle_timeout} s) is longer than [session] lifetime ({lifetime} s); "
+            "make it shorter or equal",
+        )
+
+    cookie_name = table.text("cookie_name", "static_gate")
+    if not _COOKIE_NAME.fullmatch(cookie_name) or cookie_name.startswith("__"):
+        table.problem(
+            "cookie_name",
+            f"must be letters, digits, '-' or '_' without a leading '__', "
+            f"got {cookie_name!r}",
+        )
+
+    secure = table.data.get("secure_cookie", "auto")
+    if secure == "auto":
+        secure = None
+    elif not isinstance(secure, bool):
+        table.problem("secure_cookie", f'must be "auto", true or false, got {secure!r}')
+        secure = None
+
+    return SessionConfig(keys, secret_file, lifetime, idle_timeout, cookie_name, secure)
+
+
+def _read_proxy(reader: _Reader, data: Mapping[str, Any]) -> ProxyConfig:
+    table = reader.table(data, "proxy", {"trusted"})
+    networks: list[IPNetwork] = []
+    values = table.data.get("trusted", [])
+    if not isinstance(values, list):
+        table.problem("trusted", f"must be a list of addresses, got {values!r}")
+        values = []
+
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(str(value), strict=False))
+        except ValueError:
+            table.problem(
+                "trusted",
+                f'has {value!r}; use addresses or networks such as "127.0.0.1" '
+                'or "10.0.0.0/8"',
+            )
+
+    return ProxyConfig(tuple(networks))
+
+
+def _read_rules(
+    reader: _Reader, data: Mapping[str, Any], gate_prefix: str
+) -> tuple[Rule, ...]:
+    entries = data.get("rules", [])
+    if not isinstance(entries, list):
+        reader.problems.append(f"{reader.name}: rules must be [[rules]] tables.")
+        return ()
+
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            reader.problems.append(f"{reader.name}: rule {number} must be a table.")
+            continue
+
+        rule = _read_rule(reader, number, entry, gate_prefix)
+        if rule is None:
+            continue
+
+        if rule.path in seen:
+            reader.problems.append(
+                f"{reader.name}: [[rules]] {number} repeats path {rule.path!r}; "
+                "each path may have one rule only."
+            )
+            continue
+
+        seen.add(rule.path)
+        rules.append(rule)
+
+    return tuple(rules)
+
+
+def _read_rule(
+    reader: _Reader, number: int, entry: Mapping[str, Any], gate_prefix: str
+) -> Rule | None:
+    table = _Table(
+        reader,
+        f"[[rules]] {number}",
+        entry,
+        {"path", "allow", "users", "groups", "cache_control"},
+    )
+    before = len(reader.problems)
+
+    path = table.text("path", "")
+    if not path or not _is_canonical(path):
+        table.problem(
+            "path",
+            f'must be a canonical path such as "/reports/" (a folder) or '
+            f'"/index.html" (one file), got {path!r}',
+        )
+    elif is_under(path, gate_prefix):
+        table.problem(
+            "path", f"{path!r} overlaps the gate's own pages at {gate_prefix!r}"
+        )
+
+    users = table.names("users", is_user_name, "user name")
+    groups = table.names("groups", is_group_name, "group name")
+    allow = table.text("allow", "")
+    if allow and (users or groups):
+        table.problem(
+            "allow", f"{allow!r} contradicts users/groups; give allow or the lists"
+        )
+    elif not allow and not (users or groups):
+        if "users" in entry or "groups" in entry:
+            table.problem("users", "and groups are empty, so nobody could read")
+        allow = "signed-in"
+    elif allow and allow not in ALLOW_VALUES:
+        choices = ", ".join(repr(value) for value in ALLOW_VALUES)
+        table.problem("allow", f"must be one of {choices}, got {allow!r}")
+
+    cache_control = table.text("cache_control", "") or None
+    if cache_control is not None and allow != ANYONE:
+        table.problem(
+            "cache_control",
+            'is only allowed with allow = "anyone"; protected pages are never cached',
+        )
+    elif cache_control is not None and not cache_control.isprintable():
+        table.problem("cache_control", "must be printable text")
+
+    if len(reader.problems) > before:
+        return None
+
+    return Rule(
+        path=path,
+        allow=allow if allow else LISTED,
+        users=users,
+        groups=groups,
+        cache_control=cache_control,
+    )
+
+
+def _is_canonical(path: str) -> bool:
+    try:
+        return canonical_path(path) == path
+    except PathRejected:
+        return False
+
+
+def _is_canonical_folder(path: str) -> bool:
+    return path.endswith("/") and _is_canonical(path)
+
+
+def users_file_setting(path: str | os.PathLike[str]) -> Path | None:
+    """Return ``[auth] users_file`` from the file at *path*, resolved.
+
+    The user commands need only this one setting, and must work where the
+    signing key is not available (it may live in the server's environment).
+
+    :raises ConfigError: the file cannot be read or is not TOML.
+    """
+    source = Path(path).absolute()
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"{source}: cannot read the configuration file ({error})."
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML ({error}).") from None
+
+    auth = data.get("auth", {})
+    value = auth.get("users_file") if isinstance(auth, dict) else None
+    if not isinstance(value, str) or not value:
+        return None
+
+    return source.parent / os.path.expanduser(value)

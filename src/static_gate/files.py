@@ -1,0 +1,261 @@
+"""Finding files under the served root and answering with them.
+
+:meth:`StaticFolder.find` maps a canonical request path to at most one
+regular file inside the root.  It never leaves the root: dotfiles are hidden
+and, unless ``follow_symlinks`` is set, any symbolic link on the way makes the
+path unknown.  Symbolic links are refused even when they stay inside the
+root, because a link in a public folder pointing into a protected one would
+let the public rule decide about protected bytes.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.http import parse_accept_header
+from werkzeug.utils import get_content_type
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import wrap_file
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+
+INDEX = "index.html"
+
+# Types that the system's mime.types files get wrong or lack on some hosts.
+_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".json": "application/json",
+    ".csv": "text/csv",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".woff2": "font/woff2",
+    ".wasm": "application/wasm",
+    ".md": "text/markdown",
+}
+
+# Precompressed siblings, best first.
+_ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
+
+# What find() returns.
+FILE = "file"
+FOLDER = "folder"
+ADD_SLASH = "add-slash"
+MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a request path points to under the root."""
+
+    kind: str
+    filename: str = ""
+    stat: os.stat_result | None = None
+
+
+_NOTHING = Found(MISSING)
+
+
+def guess_type(filename: str) -> str:
+    """Return the ``Content-Type`` for *filename*, with a charset for text."""
+    extension = os.path.splitext(filename)[1].lower()
+    mimetype = _TYPES.get(extension) or mimetypes.guess_type(filename)[0]
+    return get_content_type(mimetype or "application/octet-stream", "utf-8")
+
+
+class StaticFolder:
+    """Serve the regular files under *root*.
+
+    :param root: an absolute, resolved folder path.
+    :param follow_symlinks: serve through symbolic links, even ones that lead
+        out of *root*.
+    :param directory_listing: list a folder that has no ``index.html``.
+    :param precompressed: serve ``name.br`` or ``name.gz`` instead of
+        ``name`` to clients that accept that encoding.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        follow_symlinks: bool = False,
+        directory_listing: bool = False,
+        precompressed: bool = True,
+    ) -> None:
+        self.root = os.path.realpath(root)
+        self.follow_symlinks = follow_symlinks
+        self.directory_listing = directory_listing
+        self.precompressed = precompressed
+
+    def find(self, path: str) -> Found:
+        """Look up canonical *path*; see the module docstring for the limits."""
+        segments = [segment for segment in path.split("/") if segment]
+        if any(segment.startswith(".") for segment in segments):
+            return _NOTHING
+
+        filename = os.path.join(self.root, *segments)
+        result = self._stat(filename)
+        if result is None:
+            return _NOTHING
+
+        if stat.S_ISREG(result.st_mode):
+            return _NOTHING if path.endswith("/") else Found(FILE, filename, result)
+
+        if not stat.S_ISDIR(result.st_mode):
+            return _NOTHING
+
+        if not path.endswith("/"):
+            return Found(ADD_SLASH)
+
+        index = os.path.join(filename, INDEX)
+        index_result = self._stat(index)
+        if index_result is not None and stat.S_ISREG(index_result.st_mode):
+            return Found(FILE, index, index_result)
+
+        if self.directory_listing:
+            return Found(FOLDER, filename, result)
+
+        return _NOTHING
+
+    def _stat(self, filename: str) -> os.stat_result | None:
+        try:
+            if self.follow_symlinks:
+                return os.stat(filename)
+
+            result = os.lstat(filename)
+        except (OSError, ValueError):
+            return None
+
+        if stat.S_ISLNK(result.st_mode):
+            return None
+
+        # lstat checked the last component only; realpath sees the others.
+        if os.path.realpath(filename) != filename:
+            return None
+
+        return result
+
+    def list_folder(self, found: Found) -> list[tuple[str, bool]]:
+        """Return ``(name, is_folder)`` for the visible entries of a folder."""
+        entries: list[tuple[str, bool]] = []
+        try:
+            with os.scandir(found.filename) as scan:
+                for entry in scan:
+                    if entry.name.startswith("."):
+                        continue
+
+                    if not self.follow_symlinks and entry.is_symlink():
+                        continue
+
+                    if entry.is_dir() or entry.is_file():
+                        entries.append((entry.name, entry.is_dir()))
+        except OSError:
+            return []
+
+        return sorted(entries)
+
+    def respond(
+        self, found: Found, environ: WSGIEnvironment, headers: Headers
+    ) -> Response:
+        """Answer with the file *found*: conditional, ranged and HEAD aware.
+
+        :param headers: headers to send with every outcome, 304 and 416
+            included.
+        """
+        filename, result = found.filename, found.stat
+        if result is None:
+            return Response(status=404, headers=headers)
+
+        content_type = guess_type(filename)
+        encoding = None
+        if self.precompressed:
+            encoding, filename, result, varies = self._pick_variant(
+                filename, result, environ
+            )
+            if varies:
+                headers.add("Vary", "Accept-Encoding")
+
+        try:
+            file = open(filename, "rb")  # closed by the WSGI server
+        except OSError:
+            return Response(status=404, headers=headers)
+
+        response = Response(
+            wrap_file(environ, file),
+            headers=headers,
+            content_type=content_type,
+            direct_passthrough=True,
+        )
+        response.content_length = result.st_size
+        response.last_modified = result.st_mtime  # type: ignore[assignment]
+        tag = f"{result.st_mtime_ns:x}-{result.st_size:x}"
+        response.set_etag(f"{tag}-{encoding}" if encoding else tag)
+        if encoding:
+            response.content_encoding = encoding
+
+        try:
+            return response.make_conditional(
+                environ, accept_ranges=True, complete_length=result.st_size
+            )
+        except RequestedRangeNotSatisfiable:
+            response.close()
+            refused = Response(status=416, headers=headers)
+            refused.headers["Content-Range"] = f"bytes */{result.st_size}"
+            return refused
+
+    def _pick_variant(
+        self, filename: str, result: os.stat_result, environ: WSGIEnvironment
+    ) -> tuple[str | None, str, os.stat_result, bool]:
+        """Choose a precompressed sibling the client accepts, if there is one.
+
+        Returns the encoding (``None`` for the file itself), the file name, its
+        stat result, and whether the choice depends on ``Accept-Encoding``.
+        """
+        accepted = parse_accept_header(environ.get("HTTP_ACCEPT_ENCODING"))
+        varies = False
+        for encoding, suffix in _ENCODINGS:
+            sibling = filename + suffix
+            sibling_result = self._stat(sibling)
+            if sibling_result is None or not stat.S_ISREG(sibling_result.st_mode):
+                continue
+
+            varies = True
+            if accepted[encoding]:
+                return encoding, sibling, sibling_result, True
+
+        return None, filename, result, varies
+
+
+def is_case_sensitive(root: Path) -> bool:
+    """Tell whether the file system holding *root* tells names apart by case.
+
+    The check looks for *root*'s own name with its case swapped, or failing
+    that for a swapped entry inside it; it writes nothing.
+    """
+    candidates = [root]
+    try:
+        with os.scandir(root) as scan:
+            candidates += [Path(entry.path) for entry in scan]
+    except OSError:
+        pass
+
+    for candidate in candidates:
+        swapped = candidate.name.swapcase()
+        if swapped == candidate.name:
+            continue
+
+        try:
+            return not os.path.samefile(candidate, candidate.with_name(swapped))
+        except OSError:
+            return True
+
+    return True

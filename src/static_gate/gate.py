@@ -1,0 +1,464 @@
+"""The WSGI application that puts a login in front of a folder or an app.
+
+:class:`Gate` is the one place where the pieces meet.  For every request it
+cleans the environ, canonicalises the path, reads the session cookie, asks
+the rules, and then either answers itself (login, logout, refusals, files)
+or hands the request to the wrapped application with the user set.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from argon2 import PasswordHasher
+from werkzeug.datastructures import Headers
+from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.wrappers import Response
+
+from . import hygiene
+from .config import Config, load_config
+from .credentials import Account, Accounts
+from .errors import ConfigError
+from .files import ADD_SLASH, FILE, FOLDER, StaticFolder, is_case_sensitive
+from .login import LoginViews
+from .pages import Pages, load_template
+from .paths import PathRejected, canonical_path, is_under, quote_path
+from .proxy import client_address, is_https
+from .rules import ALLOW, FORBID, Decision, RuleSet
+from .session import EXPIRED, IDLE, MISSING, TAMPERED, Session, SessionCodec
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("static_gate")
+audit = logging.getLogger("static_gate.audit")
+
+#: Environ key holding the signed-in user's name for the wrapped app.
+USER_KEY = "static_gate.user"
+#: Environ key holding the signed-in user's groups (a frozenset).
+GROUPS_KEY = "static_gate.groups"
+
+_PROTECTED_CACHE = "private, no-store"
+
+# Sent with everything the gate answers or passes on.
+_COMMON_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
+
+
+@dataclass
+class Visit:
+    """What the gate knows about one request once it has checked it."""
+
+    environ: WSGIEnvironment
+    path: str
+    #: The mount point, percent-encoded, without a trailing slash.
+    base: str
+    client: str
+    secure: bool
+    cookie_name: str
+    cookies: dict[str, str]
+    session: Session | None = None
+    account: Account | None = None
+    #: Set when the cookie must be re-issued or deleted with this response.
+    cookie_update: str | None = None
+
+    @property
+    def user(self) -> str | None:
+        return self.account.name if self.account else None
+
+    @property
+    def cookie_path(self) -> str:
+        return self.base + "/"
+
+
+class Gate:
+    """A WSGI application serving a folder, or guarding *app*, behind a login.
+
+    :param config: a loaded :class:`~static_gate.config.Config`.
+    :param app: the WSGI application to guard; leave out to serve
+        ``[static] root`` instead.
+    :param hasher: argon2 parameters for new and rehashed passwords.
+    :param clock: returns the time in seconds; tests pass a fake one.
+    :raises ConfigError: neither or both of *app* and ``[static] root``, or
+        a users file or template that cannot be used.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        app: WSGIApplication | None = None,
+        *,
+        hasher: PasswordHasher | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        root = config.static.root
+        where = config.source.name if config.source else "configuration"
+        if root is None and app is None:
+            raise ConfigError(
+                f"{where}: [static] root is not set and no app was given; "
+                "set root to the folder to serve."
+            )
+
+        if root is not None and app is not None:
+            raise ConfigError(
+                f"{where}: [static] root is set but an app was given to wrap; "
+                "remove root to guard the app, or pass no app."
+            )
+
+        self.config = config
+        self.app = app
+        self.clock = clock
+        self.folder: StaticFolder | None = None
+        case_sensitive = config.static.case_sensitive
+        if root is not None:
+            self.folder = StaticFolder(
+                root,
+                config.static.follow_symlinks,
+                config.static.directory_listing,
+                config.static.precompressed,
+            )
+            if case_sensitive is None:
+                case_sensitive = is_case_sensitive(root)
+
+        self.rules = RuleSet(config.rules, case_sensitive is not False)
+        self.accounts = Accounts(config.auth, hasher)
+        self.sessions = SessionCodec(
+            config.session.secret_keys,
+            config.session.lifetime,
+            config.session.idle_timeout,
+        )
+        self.prefix = config.pages.prefix
+        self.template = load_template(config.pages.template)
+        self.login_views = LoginViews(self)
+
+    @classmethod
+    def from_file(cls, path: str, app: WSGIApplication | None = None) -> Gate:
+        """Load the configuration at *path* and build a gate from it."""
+        return cls(load_config(path), app)
+
+    # -- WSGI entry point -------------------------------------------------
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        try:
+            visit_or_response = self._begin(environ)
+            if isinstance(visit_or_response, Response):
+                return visit_or_response(environ, start_response)
+
+            visit = visit_or_response
+            response = self._dispatch(visit)
+        except Exception:
+            logger.exception(
+                "request failed: %s %r",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+            )
+            response = self.pages("").error(
+                500, "Something went wrong", "The page could not be shown."
+            )
+            self._finish(response.headers, protected=True)
+            return response(environ, start_response)
+
+        if response is None:
+            return self._pass_on(visit, start_response)
+
+        return response(environ, start_response)
+
+    def _begin(self, environ: WSGIEnvironment) -> Visit | Response:
+        hygiene.scrub(environ)
+        base = quote_path(_decode(environ.get("SCRIPT_NAME", "")).rstrip("/"))
+        status = hygiene.oversized_part(environ)
+        if status is not None:
+            return self._refuse(base, status)
+
+        raw_path = environ.get("PATH_INFO", "")
+        try:
+            path = canonical_path(raw_path)
+        except PathRejected as error:
+            logger.info("request path refused (%s): %r", error.reason, raw_path)
+            return self._refuse(base, error.status)
+
+        if path != _decode(raw_path):
+            return self._redirect_to_canonical(environ, base, path)
+
+        trusted = self.config.proxy.trusted
+        secure = self.config.session.secure_cookie
+        if secure is None:
+            secure = is_https(environ, trusted)
+
+        cookie_name = _cookie_name(self.config.session.cookie_name, secure, base)
+        visit = Visit(
+            environ=environ,
+            path=path,
+            base=base,
+            client=client_address(environ, trusted),
+            secure=secure,
+            cookie_name=cookie_name,
+            cookies=parse_cookie(environ),
+        )
+        self._read_session(visit)
+        return visit
+
+    def _refuse(self, base: str, status: int) -> Response:
+        texts = {
+            400: ("Bad request", "The address of this request is not valid."),
+            414: ("Address too long", "The address of this request is too long."),
+            431: ("Headers too large", "This request carries too many cookies."),
+        }
+        heading, text = texts[status]
+        response = self.pages(base).error(status, heading, text)
+        self._finish(response.headers, protected=True)
+        return response
+
+    def _redirect_to_canonical(
+        self, environ: WSGIEnvironment, base: str, path: str
+    ) -> Response:
+        location = base + quote_path(path)
+        query = environ.get("QUERY_STRING")
+        if query:
+            location += "?" + query
+
+        response = Response(status=308, headers={"Location": location})
+        self._finish(response.headers, protected=True)
+        return response
+
+    # -- sessions ---------------------------------------------------------
+
+    def _read_session(self, visit: Visit) -> None:
+        now = self.clock()
+        check = self.sessions.load(visit.cookies.get(visit.cookie_name), now)
+        session = check.session
+        if session is None:
+            if check.problem != MISSING:
+                self._log_bad_cookie(visit, check.problem)
+                visit.cookie_update = ""
+            return
+
+        account = self.accounts.find(session.user)
+        if account is None or account.fingerprint != session.fingerprint:
+            # The users file may have changed on disk within the last second.
+            account = self.accounts.find(session.user, fresh=True)
+
+        if account is None or account.fingerprint != session.fingerprint:
+            audit.info(
+                "session-ended user=%r client=%s reason=%s",
+                session.user,
+                visit.client,
+                "user removed" if account is None else "password changed",
+            )
+            visit.cookie_update = ""
+            return
+
+        visit.session = session
+        visit.account = account
+        if self.sessions.needs_refresh(session, now):
+            visit.cookie_update = self.sessions.dump(self.sessions.touch(session, now))
+
+    def _log_bad_cookie(self, visit: Visit, problem: str | None) -> None:
+        if problem == TAMPERED:
+            audit.warning(
+                "session-rejected client=%s path=%r reason=bad signature or format",
+                visit.client,
+                visit.path,
+            )
+        elif problem in (EXPIRED, IDLE):
+            audit.info(
+                "session-expired client=%s path=%r reason=%s",
+                visit.client,
+                visit.path,
+                "lifetime over" if problem == EXPIRED else "idle timeout",
+            )
+
+    def set_session_cookie(self, visit: Visit, headers: Headers) -> None:
+        """Add the ``Set-Cookie`` header that *visit* calls for, if any."""
+        if visit.cookie_update is None:
+            return
+
+        value = visit.cookie_update
+        headers.add(
+            "Set-Cookie",
+            dump_cookie(
+                visit.cookie_name,
+                value,
+                max_age=None if value else 0,
+                path=visit.cookie_path,
+                secure=visit.secure,
+                httponly=True,
+                samesite="Lax",
+            ),
+        )
+
+    # -- dispatching ------------------------------------------------------
+
+    def pages(self, base: str) -> Pages:
+        """Return the page renderer for a gate mounted at *base*."""
+        return Pages(
+            self.config.pages.title,
+            self.config.pages.message,
+            self.template,
+            base + self.prefix,
+        )
+
+    def _dispatch(self, visit: Visit) -> Response | None:
+        if is_under(visit.path, self.prefix):
+            return self.login_views.dispatch(visit)
+
+        groups = visit.account.groups if visit.account else frozenset()
+        decision = self.rules.decide(visit.path, visit.user, groups)
+        if decision.outcome == ALLOW:
+            if self.folder is None:
+                return None
+
+            return self._serve(visit, decision)
+
+        if decision.outcome == FORBID:
+            audit.warning(
+                "access-denied user=%r client=%s path=%r rule=%r reason=%s",
+                visit.user,
+                visit.client,
+                visit.path,
+                decision.rule.path,
+                decision.reason,
+            )
+            response = self.pages(visit.base).forbidden(visit.user or "nobody")
+        else:
+            response = self.login_views.redirect_to_login(visit)
+
+        self._finish(response.headers, protected=True)
+        self.set_session_cookie(visit, response.headers)
+        return response
+
+    def _serve(self, visit: Visit, decision: Decision) -> Response:
+        assert self.folder is not None
+        headers = Headers()
+        self._finish(
+            headers,
+            protected=decision.rule.cache_control is None,
+            cache_control=decision.rule.cache_control,
+        )
+        headers.add("Content-Security-Policy", "frame-ancestors 'none'")
+        self.set_session_cookie(visit, headers)
+        method = visit.environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            headers["Allow"] = "GET, HEAD"
+            response = self.pages(visit.base).error(
+                405, "Method not allowed", "Files here can only be read."
+            )
+            response.headers.extend(headers)
+            return response
+
+        found = self.folder.find(visit.path)
+        if found.kind == FILE:
+            return self.folder.respond(found, visit.environ, headers)
+
+        if found.kind == ADD_SLASH:
+            location = visit.base + quote_path(visit.path + "/")
+            query = visit.environ.get("QUERY_STRING")
+            if query:
+                location += "?" + query
+            headers["Location"] = location
+            return Response(status=308, headers=headers)
+
+        if found.kind == FOLDER:
+            entries = [
+                (name, is_folder)
+                for name, is_folder in self.folder.list_folder(found)
+                if self.rules.decide(
+                    visit.path + name + ("/" if is_folder else ""),
+                    visit.user,
+                    visit.account.groups if visit.account else frozenset(),
+                ).allowed
+            ]
+            response = self.pages(visit.base).listing(visit.path, entries)
+        else:
+            response = self.pages(visit.base).error(
+                404, "Not found", "There is no page at this address."
+            )
+
+        response.headers.extend(headers)
+        return response
+
+    def _pass_on(self, visit: Visit, start_response: StartResponse) -> Iterable[bytes]:
+        assert self.app is not None
+        environ = visit.environ
+        if visit.account is not None:
+            environ["REMOTE_USER"] = visit.account.name
+            environ[USER_KEY] = visit.account.name
+            environ[GROUPS_KEY] = visit.account.groups
+
+        decision = self.rules.decide(
+            visit.path,
+            visit.user,
+            visit.account.groups if visit.account else frozenset(),
+        )
+        extra = Headers()
+        self._finish(
+            extra,
+            protected=decision.rule.cache_control is None,
+            cache_control=decision.rule.cache_control,
+        )
+        extra.add("Content-Security-Policy", "frame-ancestors 'none'")
+        self.set_session_cookie(visit, extra)
+
+        def guarded_start_response(
+            status: str,
+            headers: list[tuple[str, str]],
+            exc_info: OptExcInfo | None = None,
+        ) -> Callable[[bytes], object]:
+            return start_response(status, _merge_headers(headers, extra), exc_info)
+
+        return self.app(environ, guarded_start_response)
+
+    @staticmethod
+    def _finish(
+        headers: Headers, protected: bool, cache_control: str | None = None
+    ) -> None:
+        """Add the headers that every answer of the gate carries."""
+        for name, value in _COMMON_HEADERS:
+            headers.setdefault(name, value)
+
+        headers["Cache-Control"] = (
+            _PROTECTED_CACHE if protected else (cache_control or _PROTECTED_CACHE)
+        )
+        headers.add("Vary", "Cookie")
+
+
+def _merge_headers(
+    headers: list[tuple[str, str]], extra: Headers
+) -> list[tuple[str, str]]:
+    """Put the gate's headers over the wrapped application's own."""
+    replaced = {
+        "cache-control",
+        "x-content-type-options",
+        "referrer-policy",
+        "x-frame-options",
+    }
+    merged = [(name, value) for name, value in headers if name.lower() not in replaced]
+    merged.extend(extra.to_wsgi_list())
+    return merged
+
+
+def _decode(value: str) -> str:
+    """Turn a WSGI Latin-1 string into text, replacing bytes that are not UTF-8."""
+    return value.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
+def _cookie_name(name: str, secure: bool, base: str) -> str:
+    # The __Host- prefix needs Secure, Path=/ and no Domain (RFC 6265bis 4.1.3);
+    # __Secure- still stops an http page from overwriting the cookie.
+    if secure and not base:
+        return "__Host-" + name
+
+    if secure:
+        return "__Secure-" + name
+
+    return name

@@ -1,0 +1,249 @@
+"""The sign-in and sign-out pages under the gate's reserved prefix.
+
+Both forms carry a CSRF token.  Before sign-in, the token is bound to a
+random nonce in a cookie scoped to the gate's pages; after it, to the
+session id.  Sign-in always issues a new session id, so a cookie planted in
+the browser beforehand never becomes the signed-in session.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import dump_cookie
+from werkzeug.wrappers import Request, Response
+
+from .csrf import TOKEN_MAX_AGE, CsrfTokens, new_nonce
+from .hygiene import MAX_FORM_BYTES
+from .paths import quote_path, safe_redirect_target
+
+if TYPE_CHECKING:
+    from .gate import Gate, Visit
+
+audit = logging.getLogger("static_gate.audit")
+
+#: Longest user name and password read from the form.
+MAX_USER_LENGTH = 64
+MAX_PASSWORD_LENGTH = 1024
+
+
+class LoginViews:
+    """Answer requests for ``<prefix>login`` and ``<prefix>logout``."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        keys = gate.config.session.secret_keys
+        self.login_tokens = CsrfTokens(keys, "login")
+        self.logout_tokens = CsrfTokens(keys, "logout")
+
+    def dispatch(self, visit: Visit) -> Response:
+        name = visit.path[len(self.gate.prefix) :]
+        method = visit.environ.get("REQUEST_METHOD", "GET")
+        if name == "login":
+            response = self.login(visit, method)
+        elif name == "logout":
+            response = self.logout(visit, method)
+        else:
+            response = self.gate.pages(visit.base).error(
+                404, "Not found", "There is no page at this address."
+            )
+
+        self.gate._finish(response.headers, protected=True)
+        self.gate.set_session_cookie(visit, response.headers)
+        return response
+
+    def redirect_to_login(self, visit: Visit) -> Response:
+        """Send the visitor to the login page, remembering where they were going."""
+        target = quote_path(visit.path)
+        query = visit.environ.get("QUERY_STRING")
+        if query:
+            target += "?" + query
+
+        location = f"{visit.base}{self.gate.prefix}login?next={quote(target, safe='')}"
+        return Response(status=303, headers={"Location": location})
+
+    # -- sign in ----------------------------------------------------------
+
+    def login(self, visit: Visit, method: str) -> Response:
+        request = Request(visit.environ)
+        if method in ("GET", "HEAD"):
+            next_path = request.args.get("next", "/")
+            if visit.account is not None:
+                return self._go_to(visit, next_path)
+
+            notice = "You are signed out." if "signed_out" in request.args else ""
+            return self._form(visit, 200, next_path, notice=notice)
+
+        if method != "POST":
+            response = self.gate.pages(visit.base).error(
+                405, "Method not allowed", "Use the sign-in form."
+            )
+            response.headers["Allow"] = "GET, HEAD, POST"
+            return response
+
+        request.max_content_length = MAX_FORM_BYTES
+        request.max_form_memory_size = MAX_FORM_BYTES
+        request.max_form_parts = 8
+        try:
+            form = request.form
+        except RequestEntityTooLarge:
+            return self.gate.pages(visit.base).error(
+                413, "Form too large", "The sign-in form sent too much data."
+            )
+
+        next_path = form.get("next", "/")
+        nonce = visit.cookies.get(self._nonce_cookie(visit))
+        if not self.login_tokens.check(form.get("csrf_token"), nonce):
+            audit.warning(
+                "login-refused client=%s reason=missing or stale form token",
+                visit.client,
+            )
+            return self._form(
+                visit,
+                400,
+                next_path,
+                error="This form has expired. Please sign in again.",
+            )
+
+        user = form.get("user", "").strip()
+        password = form.get("password", "")
+        account = None
+        if len(user) <= MAX_USER_LENGTH and len(password) <= MAX_PASSWORD_LENGTH:
+            account = self.gate.accounts.authenticate(user, password)
+
+        if account is None:
+            audit.warning(
+                "login-failed user=%r client=%s reason=wrong user name or password",
+                user[:MAX_USER_LENGTH],
+                visit.client,
+            )
+            error = (
+                "Wrong user name or password."
+                if self.gate.accounts.has_users
+                else "Wrong password."
+            )
+            return self._form(visit, 401, next_path, error=error, user=user)
+
+        session = self.gate.sessions.start(
+            account.name, account.fingerprint, self.gate.clock()
+        )
+        visit.session = session
+        visit.account = account
+        visit.cookie_update = self.gate.sessions.dump(session)
+        audit.info("login user=%r client=%s", account.name, visit.client)
+        response = self._go_to(visit, next_path)
+        self._clear_nonce(visit, response)
+        return response
+
+    def _go_to(self, visit: Visit, next_path: str) -> Response:
+        target = safe_redirect_target(next_path, self.gate.prefix)
+        return Response(status=303, headers={"Location": visit.base + target})
+
+    def _form(
+        self,
+        visit: Visit,
+        status: int,
+        next_path: str,
+        error: str = "",
+        notice: str = "",
+        user: str = "",
+    ) -> Response:
+        nonce_cookie = self._nonce_cookie(visit)
+        nonce = visit.cookies.get(nonce_cookie, "")
+        fresh = not nonce or len(nonce) > 64
+        if fresh:
+            nonce = new_nonce()
+
+        accounts = self.gate.accounts
+        response = self.gate.pages(visit.base).login(
+            status,
+            self.login_tokens.issue(nonce),
+            safe_redirect_target(next_path, self.gate.prefix),
+            ask_user=accounts.has_users,
+            user_optional=accounts.has_users and accounts.has_shared_password,
+            error=error,
+            notice=notice,
+            user=user[:MAX_USER_LENGTH],
+        )
+        if fresh:
+            response.headers.add(
+                "Set-Cookie",
+                dump_cookie(
+                    nonce_cookie,
+                    nonce,
+                    max_age=TOKEN_MAX_AGE,
+                    path=visit.base + self.gate.prefix,
+                    secure=visit.secure,
+                    httponly=True,
+                    samesite="Lax",
+                ),
+            )
+
+        return response
+
+    def _nonce_cookie(self, visit: Visit) -> str:
+        return visit.cookie_name + "_login"
+
+    def _clear_nonce(self, visit: Visit, response: Response) -> None:
+        response.headers.add(
+            "Set-Cookie",
+            dump_cookie(
+                self._nonce_cookie(visit),
+                "",
+                max_age=0,
+                path=visit.base + self.gate.prefix,
+                secure=visit.secure,
+                httponly=True,
+                samesite="Lax",
+            ),
+        )
+
+    # -- sign out ---------------------------------------------------------
+
+    def logout(self, visit: Visit, method: str) -> Response:
+        login_page = f"{visit.base}{self.gate.prefix}login"
+        if visit.session is None or visit.account is None:
+            return Response(status=303, headers={"Location": login_page})
+
+        if method in ("GET", "HEAD"):
+            token = self.logout_tokens.issue(visit.session.id)
+            return self.gate.pages(visit.base).logout_confirm(token, visit.account.name)
+
+        if method != "POST":
+            response = self.gate.pages(visit.base).error(
+                405, "Method not allowed", "Use the sign-out button."
+            )
+            response.headers["Allow"] = "GET, HEAD, POST"
+            return response
+
+        request = Request(visit.environ)
+        request.max_content_length = MAX_FORM_BYTES
+        request.max_form_memory_size = MAX_FORM_BYTES
+        sent: str | None = None
+        try:
+            sent = request.form.get("csrf_token")
+        except RequestEntityTooLarge:
+            pass
+
+        if not self.logout_tokens.check(sent, visit.session.id):
+            audit.warning(
+                "logout-refused user=%r client=%s reason=missing or stale form token",
+                visit.account.name,
+                visit.client,
+            )
+            return self.gate.pages(visit.base).error(
+                400,
+                "Form expired",
+                "This form has expired; open the sign-out page again.",
+            )
+
+        audit.info("logout user=%r client=%s", visit.account.name, visit.client)
+        visit.cookie_update = ""
+        response = Response(
+            status=303, headers={"Location": login_page + "?signed_out"}
+        )
+        response.headers["Clear-Site-Data"] = '"cache"'
+        return response

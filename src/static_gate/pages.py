@@ -1,0 +1,236 @@
+"""The gate's own HTML pages: sign in, sign out, refusals and folder lists.
+
+Pages are complete documents with inline styles, no scripts and no external
+assets, readable on a phone.  Their frame comes from a ``string.Template``:
+the built-in one, or an administrator's file given as ``[pages] template``,
+which may use ``$title``, ``$message``, ``$nonce`` and must use ``$content``.
+Every value put into a page is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import secrets
+from html import escape
+from pathlib import Path
+from string import Template
+
+from werkzeug.wrappers import Response
+
+from .errors import ConfigError
+from .paths import quote_path
+
+_PLACEHOLDERS = {"title", "message", "content", "nonce"}
+
+_STYLE = """
+*{box-sizing:border-box}
+html{font:100%/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+color:#1b1f24;background:#f3f4f6}
+body{margin:0;padding:1rem}
+main{max-width:26rem;margin:8vh auto;background:#fff;border-radius:.5rem;
+padding:1.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}
+main.wide{max-width:48rem}
+h1{font-size:1.4rem;margin:0 0 1rem}
+label{display:block;font-weight:600;margin:1rem 0 .25rem}
+input{display:block;width:100%;font:inherit;padding:.6rem;
+border:1px solid #6b7280;border-radius:.3rem}
+input:focus,button:focus,a:focus{outline:3px solid #2563eb;outline-offset:2px}
+button{font:inherit;margin-top:1.25rem;width:100%;padding:.7rem;border:0;
+border-radius:.3rem;background:#1d4ed8;color:#fff;font-weight:600;cursor:pointer}
+.error{color:#991b1b;background:#fef2f2;border:1px solid #fca5a5;
+padding:.6rem;border-radius:.3rem}
+.notice{background:#eff6ff;border:1px solid #93c5fd;padding:.6rem;border-radius:.3rem}
+.hint{color:#4b5563;font-size:.9rem;margin:.25rem 0 0}
+ul{padding-left:1.2rem;overflow-wrap:anywhere}
+a{color:#1d4ed8}
+"""
+
+DEFAULT_TEMPLATE = (
+    """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex, nofollow">
+<title>$title</title>
+<style nonce="$nonce">"""
+    + _STYLE
+    + """</style>
+</head>
+<body>
+$content
+</body>
+</html>
+"""
+)
+
+
+def load_template(path: Path | None) -> Template:
+    """Read and check a page template, or return the built-in one.
+
+    :raises ConfigError: unreadable file, unknown placeholder, or no
+        ``$content``.
+    """
+    if path is None:
+        return Template(DEFAULT_TEMPLATE)
+
+    where = f"[pages] template {str(path)!r}"
+    try:
+        template = Template(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{where} cannot be read ({error}).") from None
+
+    names = set()
+    for match in template.pattern.finditer(template.template):
+        if match.group("invalid") is not None:
+            raise ConfigError(f"{where} has a stray '$'; write '$$' for a dollar sign.")
+
+        names.add(match.group("named") or match.group("braced"))
+
+    names.discard(None)
+    unknown = names - _PLACEHOLDERS
+    if unknown:
+        allowed = ", ".join(f"${name}" for name in sorted(_PLACEHOLDERS))
+        raise ConfigError(
+            f"{where} uses {', '.join(sorted(unknown))}; it may use {allowed}."
+        )
+
+    if "content" not in names:
+        raise ConfigError(f"{where} must contain $content, where the form goes.")
+
+    return template
+
+
+class Pages:
+    """Render the gate's pages as responses.
+
+    :param prefix: the URL prefix of the gate's pages, mount point included.
+    """
+
+    def __init__(
+        self, title: str, message: str, template: Template, prefix: str
+    ) -> None:
+        self.title = title
+        self.message = message
+        self.template = template
+        self.prefix = prefix
+
+    def render(
+        self, status: int, heading: str, body: str, wide: bool = False
+    ) -> Response:
+        """Return a page with *body* (already HTML) under *heading*."""
+        nonce = secrets.token_urlsafe(12)
+        main_class = ' class="wide"' if wide else ""
+        content = f"<main{main_class}>\n<h1>{escape(heading)}</h1>\n{body}</main>"
+        page = self.template.substitute(
+            title=escape(heading),
+            message=escape(self.message),
+            content=content,
+            nonce=nonce,
+        )
+        response = Response(
+            page, status=status, content_type="text/html; charset=utf-8"
+        )
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        return response
+
+    def login(
+        self,
+        status: int,
+        token: str,
+        next_path: str,
+        ask_user: bool,
+        user_optional: bool,
+        error: str = "",
+        notice: str = "",
+        user: str = "",
+    ) -> Response:
+        """The sign-in form, with an inline *error* after a failed attempt."""
+        parts = []
+        if self.message:
+            parts.append(f"<p>{escape(self.message)}</p>")
+
+        if notice:
+            parts.append(f'<p class="notice" role="status">{escape(notice)}</p>')
+
+        described = ""
+        if error:
+            parts.append(
+                f'<p class="error" id="error" role="alert">{escape(error)}</p>'
+            )
+            described = ' aria-describedby="error" aria-invalid="true"'
+
+        parts.append(f'<form method="post" action="{escape(self.prefix)}login">')
+        parts.append(_hidden("csrf_token", token) + _hidden("next", next_path))
+        if ask_user:
+            required = "" if user_optional else " required"
+            hint_id = ' aria-describedby="user-hint"' if user_optional else ""
+            parts.append(
+                '<label for="user">User name</label>\n'
+                f'<input id="user" name="user" type="text" value="{escape(user)}"'
+                ' autocomplete="username" autocapitalize="none" spellcheck="false"'
+                f' maxlength="64"{required}{hint_id}{"" if error else " autofocus"}>'
+            )
+            if user_optional:
+                parts.append(
+                    '<p class="hint" id="user-hint">Leave empty to use the '
+                    "shared password.</p>"
+                )
+
+        focus = " autofocus" if error or not ask_user else ""
+        parts.append(
+            '<label for="password">Password</label>\n'
+            '<input id="password" name="password" type="password"'
+            f' autocomplete="current-password" maxlength="1024" required'
+            f"{described}{focus}>\n"
+            '<button type="submit">Sign in</button>\n</form>'
+        )
+        response = self.render(status, self.title, "\n".join(parts) + "\n")
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Form realm="static-gate"'
+
+        return response
+
+    def logout_confirm(self, token: str, user: str) -> Response:
+        """A page with one button that signs out with a POST."""
+        body = (
+            f"<p>You are signed in as <strong>{escape(user)}</strong>.</p>\n"
+            f'<form method="post" action="{escape(self.prefix)}logout">'
+            + _hidden("csrf_token", token)
+            + '<button type="submit">Sign out</button>\n</form>\n'
+        )
+        return self.render(200, "Sign out", body)
+
+    def forbidden(self, user: str) -> Response:
+        """The page for a signed-in user whom the rules do not let in."""
+        body = (
+            f"<p>You are signed in as <strong>{escape(user)}</strong>, and this "
+            "account may not open this page.</p>\n"
+            f'<p><a href="{escape(self.prefix)}logout">Sign in as someone else</a>'
+            "</p>\n"
+        )
+        return self.render(403, "Access denied", body)
+
+    def error(self, status: int, heading: str, text: str) -> Response:
+        """A short page for a refused or failed request."""
+        return self.render(status, heading, f"<p>{escape(text)}</p>\n")
+
+    def listing(self, path: str, entries: list[tuple[str, bool]]) -> Response:
+        """A list of links to the entries of the folder at canonical *path*."""
+        items = [
+            # "./" keeps a name such as "javascript:x" from reading as a scheme.
+            f'<li><a href="./{escape(quote_path(name + ("/" if is_folder else "")))}">'
+            f"{escape(name)}{'/' if is_folder else ''}</a></li>"
+            for name, is_folder in entries
+        ]
+        if path != "/":
+            items.insert(0, '<li><a href="../">../</a></li>')
+
+        body = "<ul>\n" + "\n".join(items) + "\n</ul>\n"
+        return self.render(200, f"Index of {path}", body, wide=True)
+
+
+def _hidden(name: str, value: str) -> str:
+    return f'\n<input type="hidden" name="{name}" value="{escape(value)}">'
