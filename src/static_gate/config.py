@@ -27,6 +27,28 @@ CONFIG_ENV = "STATIC_GATE_CONFIG"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: Every table and the keys it takes; ``rules`` is an array of tables.
+KEYS: dict[str, tuple[str, ...]] = {
+    "static": (
+        "root",
+        "follow_symlinks",
+        "directory_listing",
+        "precompressed",
+        "case_sensitive",
+    ),
+    "pages": ("prefix", "title", "message", "template"),
+    "auth": ("users_file", "shared_password_hash", "shared_user"),
+    "session": (
+        "secret_file",
+        "lifetime",
+        "idle_timeout",
+        "cookie_name",
+        "secure_cookie",
+    ),
+    "proxy": ("trusted",),
+    "rules": ("path", "allow", "users", "groups", "cache_control"),
+}
+
 
 @dataclass(frozen=True)
 class StaticConfig:
@@ -202,13 +224,13 @@ class _Reader:
         self.folder = folder
         self.problems: list[str] = []
 
-    def table(self, data: Mapping[str, Any], name: str, known: set[str]) -> _Table:
+    def table(self, data: Mapping[str, Any], name: str) -> _Table:
         value = data.get(name, {})
         if not isinstance(value, dict):
             self.problems.append(f"{self.name}: [{name}] must be a table.")
             value = {}
 
-        return _Table(self, f"[{name}]", value, known)
+        return _Table(self, f"[{name}]", value, set(KEYS[name]))
 
 
 def load_config(
@@ -241,21 +263,16 @@ def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
         raise ConfigError(f"{source}: not valid TOML ({error}).") from None
 
     reader = _Reader(source.name, source.parent)
-    known_tables = {"static", "pages", "auth", "session", "proxy", "rules"}
-    for key in sorted(set(data) - known_tables):
+    for key in sorted(set(data) - set(KEYS)):
         reader.problems.append(
             f"{reader.name}: [{key}] is not a known table; "
-            f"use {', '.join(sorted(known_tables))}."
+            f"use {', '.join(sorted(KEYS))}."
         )
 
     static = _read_static(reader, data)
     pages = _read_pages(reader, data)
     auth = _read_auth(reader, data)
-    session_table = reader.table(
-        data,
-        "session",
-        {"secret_file", "lifetime", "idle_timeout", "cookie_name", "secure_cookie"},
-    )
+    session_table = reader.table(data, "session")
     proxy = _read_proxy(reader, data)
     rules = _read_rules(reader, data, pages.prefix)
 
@@ -274,17 +291,7 @@ def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
 
 
 def _read_static(reader: _Reader, data: Mapping[str, Any]) -> StaticConfig:
-    table = reader.table(
-        data,
-        "static",
-        {
-            "root",
-            "follow_symlinks",
-            "directory_listing",
-            "precompressed",
-            "case_sensitive",
-        },
-    )
+    table = reader.table(data, "static")
     root = table.path("root")
     if root is not None:
         if not root.is_dir():
@@ -309,7 +316,7 @@ def _read_static(reader: _Reader, data: Mapping[str, Any]) -> StaticConfig:
 
 
 def _read_pages(reader: _Reader, data: Mapping[str, Any]) -> PagesConfig:
-    table = reader.table(data, "pages", {"prefix", "title", "message", "template"})
+    table = reader.table(data, "pages")
     prefix = table.text("prefix", "/_gate/")
     if not _is_canonical_folder(prefix) or prefix == "/":
         table.problem(
@@ -330,9 +337,7 @@ def _read_pages(reader: _Reader, data: Mapping[str, Any]) -> PagesConfig:
 
 
 def _read_auth(reader: _Reader, data: Mapping[str, Any]) -> AuthConfig:
-    table = reader.table(
-        data, "auth", {"users_file", "shared_password_hash", "shared_user"}
-    )
+    table = reader.table(data, "auth")
     users_file = table.path("users_file")
     if users_file is not None and not users_file.is_file():
         table.problem(
@@ -393,7 +398,7 @@ def _read_session(
 
 
 def _read_proxy(reader: _Reader, data: Mapping[str, Any]) -> ProxyConfig:
-    table = reader.table(data, "proxy", {"trusted"})
+    table = reader.table(data, "proxy")
     networks: list[IPNetwork] = []
     values = table.data.get("trusted", [])
     if not isinstance(values, list):
@@ -452,7 +457,7 @@ def _read_rule(
         reader,
         f"[[rules]] {number}",
         entry,
-        {"path", "allow", "users", "groups", "cache_control"},
+        set(KEYS["rules"]),
     )
     before = len(reader.problems)
 

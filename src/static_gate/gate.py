@@ -19,11 +19,11 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import dump_cookie, parse_cookie
 from werkzeug.wrappers import Response
 
-from . import hygiene
+from . import headers, hygiene
 from .config import Config, load_config
 from .credentials import Account, Accounts
 from .errors import ConfigError
-from .files import ADD_SLASH, FILE, FOLDER, StaticFolder, is_case_sensitive
+from .files import ADD_SLASH, FILE, FOLDER, Found, StaticFolder, is_case_sensitive
 from .login import LoginViews
 from .pages import Pages, load_template
 from .paths import PathRejected, canonical_path, is_under, quote_path
@@ -42,15 +42,6 @@ audit = logging.getLogger("static_gate.audit")
 USER_KEY = "static_gate.user"
 #: Environ key holding the signed-in user's groups (a frozenset).
 GROUPS_KEY = "static_gate.groups"
-
-_PROTECTED_CACHE = "private, no-store"
-
-# Sent with everything the gate answers or passes on.
-_COMMON_HEADERS = (
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-)
 
 
 @dataclass
@@ -150,12 +141,11 @@ class Gate:
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         try:
-            visit_or_response = self._begin(environ)
-            if isinstance(visit_or_response, Response):
-                return visit_or_response(environ, start_response)
+            visit = self._begin(environ)
+            if isinstance(visit, Response):
+                return visit(environ, start_response)
 
-            visit = visit_or_response
-            response = self._dispatch(visit)
+            answer = self._dispatch(visit)
         except Exception:
             logger.exception(
                 "request failed: %s %r",
@@ -165,13 +155,13 @@ class Gate:
             response = self.pages("").error(
                 500, "Something went wrong", "The page could not be shown."
             )
-            self._finish(response.headers, protected=True)
+            headers.protect(response.headers)
             return response(environ, start_response)
 
-        if response is None:
-            return self._pass_on(visit, start_response)
+        if isinstance(answer, Decision):
+            return self._pass_on(visit, answer, start_response)
 
-        return response(environ, start_response)
+        return answer(environ, start_response)
 
     def _begin(self, environ: WSGIEnvironment) -> Visit | Response:
         hygiene.scrub(environ)
@@ -216,7 +206,7 @@ class Gate:
         }
         heading, text = texts[status]
         response = self.pages(base).error(status, heading, text)
-        self._finish(response.headers, protected=True)
+        headers.protect(response.headers)
         return response
 
     def _redirect_to_canonical(
@@ -228,7 +218,7 @@ class Gate:
             location += "?" + query
 
         response = Response(status=308, headers={"Location": location})
-        self._finish(response.headers, protected=True)
+        headers.protect(response.headers)
         return response
 
     # -- sessions ---------------------------------------------------------
@@ -278,13 +268,13 @@ class Gate:
                 "lifetime over" if problem == EXPIRED else "idle timeout",
             )
 
-    def set_session_cookie(self, visit: Visit, headers: Headers) -> None:
+    def set_session_cookie(self, visit: Visit, target: Headers) -> None:
         """Add the ``Set-Cookie`` header that *visit* calls for, if any."""
         if visit.cookie_update is None:
             return
 
         value = visit.cookie_update
-        headers.add(
+        target.add(
             "Set-Cookie",
             dump_cookie(
                 visit.cookie_name,
@@ -308,7 +298,8 @@ class Gate:
             base + self.prefix,
         )
 
-    def _dispatch(self, visit: Visit) -> Response | None:
+    def _dispatch(self, visit: Visit) -> Response | Decision:
+        """Answer *visit*, or return the decision to pass it to the app."""
         if is_under(visit.path, self.prefix):
             return self.login_views.dispatch(visit)
 
@@ -316,7 +307,7 @@ class Gate:
         decision = self.rules.decide(visit.path, visit.user, groups)
         if decision.outcome == ALLOW:
             if self.folder is None:
-                return None
+                return decision
 
             return self._serve(visit, decision)
 
@@ -329,122 +320,84 @@ class Gate:
                 decision.rule.path,
                 decision.reason,
             )
-            response = self.pages(visit.base).forbidden(visit.user or "nobody")
+            response = self.pages(visit.base).forbidden(visit.user)
         else:
             response = self.login_views.redirect_to_login(visit)
 
-        self._finish(response.headers, protected=True)
+        return self.finish(visit, response)
+
+    def finish(self, visit: Visit, response: Response) -> Response:
+        """Add the protective headers and any cookie update to a gate answer."""
+        headers.protect(response.headers)
         self.set_session_cookie(visit, response.headers)
         return response
 
     def _serve(self, visit: Visit, decision: Decision) -> Response:
-        assert self.folder is not None
-        headers = Headers()
-        self._finish(
-            headers,
-            protected=decision.rule.cache_control is None,
-            cache_control=decision.rule.cache_control,
-        )
-        headers.add("Content-Security-Policy", "frame-ancestors 'none'")
-        self.set_session_cookie(visit, headers)
+        assert self.folder is not None, "only called in folder mode"
+        pages = self.pages(visit.base)
         method = visit.environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
-            headers["Allow"] = "GET, HEAD"
-            response = self.pages(visit.base).error(
+            response = pages.error(
                 405, "Method not allowed", "Files here can only be read."
             )
-            response.headers.extend(headers)
-            return response
+            response.headers["Allow"] = "GET, HEAD"
+            return self.finish(visit, response)
 
         found = self.folder.find(visit.path)
         if found.kind == FILE:
-            return self.folder.respond(found, visit.environ, headers)
+            file_headers = headers.content_headers(decision.rule.cache_control)
+            self.set_session_cookie(visit, file_headers)
+            return self.folder.respond(found, visit.environ, file_headers)
 
         if found.kind == ADD_SLASH:
             location = visit.base + quote_path(visit.path + "/")
             query = visit.environ.get("QUERY_STRING")
             if query:
                 location += "?" + query
-            headers["Location"] = location
-            return Response(status=308, headers=headers)
-
-        if found.kind == FOLDER:
-            entries = [
-                (name, is_folder)
-                for name, is_folder in self.folder.list_folder(found)
-                if self.rules.decide(
-                    visit.path + name + ("/" if is_folder else ""),
-                    visit.user,
-                    visit.account.groups if visit.account else frozenset(),
-                ).allowed
-            ]
-            response = self.pages(visit.base).listing(visit.path, entries)
+            response = Response(status=308, headers={"Location": location})
+        elif found.kind == FOLDER:
+            response = pages.listing(visit.path, self._visible(visit, found))
         else:
-            response = self.pages(visit.base).error(
+            response = pages.error(
                 404, "Not found", "There is no page at this address."
             )
 
-        response.headers.extend(headers)
-        return response
+        return self.finish(visit, response)
 
-    def _pass_on(self, visit: Visit, start_response: StartResponse) -> Iterable[bytes]:
-        assert self.app is not None
+    def _visible(self, visit: Visit, found: Found) -> list[tuple[str, bool]]:
+        """The entries of a listed folder that the visitor may open."""
+        assert self.folder is not None, "only called in folder mode"
+        groups = visit.account.groups if visit.account else frozenset()
+        return [
+            (name, is_folder)
+            for name, is_folder in self.folder.list_folder(found)
+            if self.rules.decide(
+                visit.path + name + ("/" if is_folder else ""), visit.user, groups
+            ).allowed
+        ]
+
+    def _pass_on(
+        self, visit: Visit, decision: Decision, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        assert self.app is not None, "only called in wrap mode"
         environ = visit.environ
         if visit.account is not None:
             environ["REMOTE_USER"] = visit.account.name
             environ[USER_KEY] = visit.account.name
             environ[GROUPS_KEY] = visit.account.groups
 
-        decision = self.rules.decide(
-            visit.path,
-            visit.user,
-            visit.account.groups if visit.account else frozenset(),
-        )
-        extra = Headers()
-        self._finish(
-            extra,
-            protected=decision.rule.cache_control is None,
-            cache_control=decision.rule.cache_control,
-        )
-        extra.add("Content-Security-Policy", "frame-ancestors 'none'")
-        self.set_session_cookie(visit, extra)
+        gate_headers = headers.content_headers(decision.rule.cache_control)
+        self.set_session_cookie(visit, gate_headers)
 
         def guarded_start_response(
             status: str,
-            headers: list[tuple[str, str]],
+            app_headers: list[tuple[str, str]],
             exc_info: OptExcInfo | None = None,
         ) -> Callable[[bytes], object]:
-            return start_response(status, _merge_headers(headers, extra), exc_info)
+            merged = headers.merge(app_headers, gate_headers)
+            return start_response(status, merged, exc_info)
 
         return self.app(environ, guarded_start_response)
-
-    @staticmethod
-    def _finish(
-        headers: Headers, protected: bool, cache_control: str | None = None
-    ) -> None:
-        """Add the headers that every answer of the gate carries."""
-        for name, value in _COMMON_HEADERS:
-            headers.setdefault(name, value)
-
-        headers["Cache-Control"] = (
-            _PROTECTED_CACHE if protected else (cache_control or _PROTECTED_CACHE)
-        )
-        headers.add("Vary", "Cookie")
-
-
-def _merge_headers(
-    headers: list[tuple[str, str]], extra: Headers
-) -> list[tuple[str, str]]:
-    """Put the gate's headers over the wrapped application's own."""
-    replaced = {
-        "cache-control",
-        "x-content-type-options",
-        "referrer-policy",
-        "x-frame-options",
-    }
-    merged = [(name, value) for name, value in headers if name.lower() not in replaced]
-    merged.extend(extra.to_wsgi_list())
-    return merged
 
 
 def _decode(value: str) -> str:

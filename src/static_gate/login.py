@@ -51,9 +51,7 @@ class LoginViews:
                 404, "Not found", "There is no page at this address."
             )
 
-        self.gate._finish(response.headers, protected=True)
-        self.gate.set_session_cookie(visit, response.headers)
-        return response
+        return self.gate.finish(visit, response)
 
     def redirect_to_login(self, visit: Visit) -> Response:
         """Send the visitor to the login page, remembering where they were going."""

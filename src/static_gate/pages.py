@@ -203,8 +203,11 @@ class Pages:
         )
         return self.render(200, "Sign out", body)
 
-    def forbidden(self, user: str) -> Response:
-        """The page for a signed-in user whom the rules do not let in."""
+    def forbidden(self, user: str | None) -> Response:
+        """The page for a visitor whom the rules do not let in."""
+        if user is None:
+            return self.error(403, "Access denied", "This page is closed.")
+
         body = (
             f"<p>You are signed in as <strong>{escape(user)}</strong>, and this "
             "account may not open this page.</p>\n"
