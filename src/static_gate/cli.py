@@ -178,7 +178,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .gate import Gate
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    gate = Gate(load_config(_config_path(args)))
+    from .accesslog import AccessLog
+
+    gate = AccessLog(Gate(load_config(_config_path(args))))
     print(
         f"static-gate: serving on http://{_url_host(args.host)}:{args.port}/",
         flush=True,

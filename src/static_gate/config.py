@@ -274,7 +274,7 @@ def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
     auth = _read_auth(reader, data)
     session_table = reader.table(data, "session")
     proxy = _read_proxy(reader, data)
-    rules = _read_rules(reader, data, pages.prefix)
+    rules = _read_rules(reader, data, pages.prefix, static.root)
 
     secret_file = session_table.path("secret_file")
     keys: tuple[SecretKey, ...] = ()
@@ -419,7 +419,7 @@ def _read_proxy(reader: _Reader, data: Mapping[str, Any]) -> ProxyConfig:
 
 
 def _read_rules(
-    reader: _Reader, data: Mapping[str, Any], gate_prefix: str
+    reader: _Reader, data: Mapping[str, Any], gate_prefix: str, root: Path | None
 ) -> tuple[Rule, ...]:
     entries = data.get("rules", [])
     if not isinstance(entries, list):
@@ -435,6 +435,15 @@ def _read_rules(
 
         rule = _read_rule(reader, number, entry, gate_prefix)
         if rule is None:
+            continue
+
+        if root is not None and not rule.is_folder and (root / rule.path[1:]).is_dir():
+            # Without the slash the rule would cover the folder's own path
+            # only, and the files in it would fall to other rules.
+            reader.problems.append(
+                f"{reader.name}: [[rules]] {number} path {rule.path!r} is a folder; "
+                f'write "{rule.path}/" to cover everything in it.'
+            )
             continue
 
         if rule.path in seen:

@@ -46,6 +46,7 @@ _TYPES = {
 
 # Precompressed siblings, best first.
 _ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
+SIBLING_SUFFIXES = tuple(suffix for _, suffix in _ENCODINGS)
 
 # What find() returns.
 FILE = "file"
@@ -61,6 +62,9 @@ class Found:
     kind: str
     filename: str = ""
     stat: os.stat_result | None = None
+    #: The canonical path of the file itself, when it is not the request
+    #: path: a folder's index file.
+    file_path: str | None = None
 
 
 _NOTHING = Found(MISSING)
@@ -119,7 +123,7 @@ class StaticFolder:
         index = os.path.join(filename, INDEX)
         index_result = self._stat(index)
         if index_result is not None and stat.S_ISREG(index_result.st_mode):
-            return Found(FILE, index, index_result)
+            return Found(FILE, index, index_result, path + INDEX)
 
         if self.directory_listing:
             return Found(FOLDER, filename, result)

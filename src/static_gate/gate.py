@@ -23,10 +23,18 @@ from . import headers, hygiene
 from .config import Config, load_config
 from .credentials import Account, Accounts
 from .errors import ConfigError
-from .files import ADD_SLASH, FILE, FOLDER, Found, StaticFolder, is_case_sensitive
+from .files import (
+    ADD_SLASH,
+    FILE,
+    FOLDER,
+    SIBLING_SUFFIXES,
+    Found,
+    StaticFolder,
+    is_case_sensitive,
+)
 from .login import LoginViews
 from .pages import Pages, load_template
-from .paths import PathRejected, canonical_path, is_under, quote_path
+from .paths import PathRejected, canonical_path, is_under, quote_path, with_query
 from .proxy import client_address, is_https
 from .rules import ALLOW, FORBID, Decision, RuleSet
 from .session import EXPIRED, IDLE, MISSING, TAMPERED, Session, SessionCodec
@@ -212,10 +220,7 @@ class Gate:
     def _redirect_to_canonical(
         self, environ: WSGIEnvironment, base: str, path: str
     ) -> Response:
-        location = base + quote_path(path)
-        query = environ.get("QUERY_STRING")
-        if query:
-            location += "?" + query
+        location = with_query(base + quote_path(path), environ.get("QUERY_STRING", ""))
 
         response = Response(status=308, headers={"Location": location})
         headers.protect(response.headers)
@@ -250,6 +255,11 @@ class Gate:
 
         visit.session = session
         visit.account = account
+        # Servers log REMOTE_USER from this same environ after the response
+        # (gunicorn: %({REMOTE_USER}e)s), so it is set for files too.
+        visit.environ["REMOTE_USER"] = account.name
+        visit.environ[USER_KEY] = account.name
+        visit.environ[GROUPS_KEY] = account.groups
         if self.sessions.needs_refresh(session, now):
             visit.cookie_update = self.sessions.dump(self.sessions.touch(session, now))
 
@@ -303,14 +313,17 @@ class Gate:
         if is_under(visit.path, self.prefix):
             return self.login_views.dispatch(visit)
 
-        groups = visit.account.groups if visit.account else frozenset()
-        decision = self.rules.decide(visit.path, visit.user, groups)
+        decision = self._decide(visit, visit.path)
         if decision.outcome == ALLOW:
             if self.folder is None:
                 return decision
 
             return self._serve(visit, decision)
 
+        return self._refuse_access(visit, decision)
+
+    def _refuse_access(self, visit: Visit, decision: Decision) -> Response:
+        """Answer a decision that does not allow: 403, or off to the login page."""
         if decision.outcome == FORBID:
             audit.warning(
                 "access-denied user=%r client=%s path=%r rule=%r reason=%s",
@@ -345,15 +358,23 @@ class Gate:
 
         found = self.folder.find(visit.path)
         if found.kind == FILE:
+            for other in self._also_judged(visit.path, found):
+                other_decision = self._decide(visit, other)
+                if not other_decision.allowed:
+                    return self._refuse_access(visit, other_decision)
+
+                if other_decision.rule.cache_control is None:
+                    decision = other_decision
+
             file_headers = headers.content_headers(decision.rule.cache_control)
             self.set_session_cookie(visit, file_headers)
             return self.folder.respond(found, visit.environ, file_headers)
 
         if found.kind == ADD_SLASH:
-            location = visit.base + quote_path(visit.path + "/")
-            query = visit.environ.get("QUERY_STRING")
-            if query:
-                location += "?" + query
+            location = with_query(
+                visit.base + quote_path(visit.path + "/"),
+                visit.environ.get("QUERY_STRING", ""),
+            )
             response = Response(status=308, headers={"Location": location})
         elif found.kind == FOLDER:
             response = pages.listing(visit.path, self._visible(visit, found))
@@ -363,6 +384,27 @@ class Gate:
             )
 
         return self.finish(visit, response)
+
+    @staticmethod
+    def _also_judged(path: str, found: Found) -> list[str]:
+        """Other paths whose rules must allow reading the file *found*.
+
+        A folder's index file is its own path.  A compressed sibling such as
+        ``a.html.gz`` holds the same content as ``a.html``, so a rule that
+        closes ``a.html`` closes its siblings too.
+        """
+        others = []
+        if found.file_path is not None:
+            others.append(found.file_path)
+
+        if path.endswith(SIBLING_SUFFIXES):
+            others.append(path[: path.rindex(".")])
+
+        return others
+
+    def _decide(self, visit: Visit, path: str) -> Decision:
+        groups = visit.account.groups if visit.account else frozenset()
+        return self.rules.decide(path, visit.user, groups)
 
     def _visible(self, visit: Visit, found: Found) -> list[tuple[str, bool]]:
         """The entries of a listed folder that the visitor may open."""
@@ -380,12 +422,6 @@ class Gate:
         self, visit: Visit, decision: Decision, start_response: StartResponse
     ) -> Iterable[bytes]:
         assert self.app is not None, "only called in wrap mode"
-        environ = visit.environ
-        if visit.account is not None:
-            environ["REMOTE_USER"] = visit.account.name
-            environ[USER_KEY] = visit.account.name
-            environ[GROUPS_KEY] = visit.account.groups
-
         gate_headers = headers.content_headers(decision.rule.cache_control)
         self.set_session_cookie(visit, gate_headers)
 
@@ -397,7 +433,7 @@ class Gate:
             merged = headers.merge(app_headers, gate_headers)
             return start_response(status, merged, exc_info)
 
-        return self.app(environ, guarded_start_response)
+        return self.app(visit.environ, guarded_start_response)
 
 
 def _decode(value: str) -> str:

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from .csrf import TOKEN_MAX_AGE, CsrfTokens, new_nonce
 from .hygiene import MAX_FORM_BYTES
-from .paths import quote_path, safe_redirect_target
+from .paths import quote_path, safe_redirect_target, with_query
 
 if TYPE_CHECKING:
     from .gate import Gate, Visit
@@ -55,10 +55,9 @@ class LoginViews:
 
     def redirect_to_login(self, visit: Visit) -> Response:
         """Send the visitor to the login page, remembering where they were going."""
-        target = quote_path(visit.path)
-        query = visit.environ.get("QUERY_STRING")
-        if query:
-            target += "?" + query
+        target = with_query(
+            quote_path(visit.path), visit.environ.get("QUERY_STRING", "")
+        )
 
         location = f"{visit.base}{self.gate.prefix}login?next={quote(target, safe='')}"
         return Response(status=303, headers={"Location": location})
@@ -183,7 +182,10 @@ class LoginViews:
         return response
 
     def _nonce_cookie(self, visit: Visit) -> str:
-        return visit.cookie_name + "_login"
+        # Scoped to the gate's pages, so the __Host- prefix (which needs
+        # Path=/) cannot be used; __Secure- still keeps http pages off it.
+        name = self.gate.config.session.cookie_name + "_login"
+        return "__Secure-" + name if visit.secure else name
 
     def _clear_nonce(self, visit: Visit, response: Response) -> None:
         response.headers.add(

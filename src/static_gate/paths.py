@@ -110,6 +110,15 @@ def quote_path(path: str) -> str:
     return quote(path, safe=_SAFE_IN_URL)
 
 
+def with_query(location: str, query: str) -> str:
+    """Append a raw query string to *location*, escaping what a header forbids."""
+    if not query:
+        return location
+
+    # "%" stays as it is, so escapes the client already made are kept.
+    return location + "?" + quote(query, safe=_SAFE_IN_URL + "%?")
+
+
 def is_under(path: str, prefix: str) -> bool:
     """Tell whether *path* is the folder *prefix* (ending in ``/``) or in it."""
     return path.startswith(prefix) or path == prefix[:-1]
