@@ -446,14 +446,16 @@ def _read_rules(
             )
             continue
 
-        if rule.path in seen:
+        # Compared without case: where the file system ignores case, two
+        # such rules would cover the same files.
+        if rule.path.lower() in seen:
             reader.problems.append(
                 f"{reader.name}: [[rules]] {number} repeats path {rule.path!r}; "
-                "each path may have one rule only."
+                "each path may have one rule only, whatever its case."
             )
             continue
 
-        seen.add(rule.path)
+        seen.add(rule.path.lower())
         rules.append(rule)
 
     return tuple(rules)

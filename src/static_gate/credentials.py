@@ -89,11 +89,15 @@ def parse_users(text: str, source: str) -> dict[str, Account]:
         if not line or line.startswith("#"):
             continue
 
-        name, _, rest = line.partition(":")
-        password_hash, _, group_text = rest.rpartition(":")
+        # An argon2 hash holds no ":", so the fields split from the left.
+        name, colon, rest = line.partition(":")
+        password_hash, _, group_text = rest.partition(":")
         groups = [group for group in group_text.split(",") if group]
         where = f"{source}: line {number}"
-        if not is_user_name(name):
+        if not colon:
+            # Never echo the line: it may be a password pasted by mistake.
+            problems.append(f"{where}: expected name:hash:groups.")
+        elif not is_user_name(name):
             problems.append(f"{where}: {name!r} is not a valid user name.")
         elif name in accounts:
             problems.append(f"{where}: user {name!r} appears twice.")
@@ -196,6 +200,9 @@ class UsersFile:
         if signature == self._signature:
             return
 
+        # Remembered even when the content is broken, so the error is logged
+        # once per change rather than once per interval.
+        self._signature = signature
         try:
             self._accounts = read_users_file(self.path)
         except ConfigError as error:
@@ -204,7 +211,6 @@ class UsersFile:
             )
             return
 
-        self._signature = signature
         logger.info(
             "users file reloaded: %s (%d users)", self.path, len(self._accounts)
         )

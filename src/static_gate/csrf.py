@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Sequence
 
@@ -20,9 +21,17 @@ from .keys import SecretKey
 TOKEN_MAX_AGE = 2 * 3600
 
 
+_NONCE = re.compile(r"[A-Za-z0-9_-]{32}")
+
+
 def new_nonce() -> str:
     """Return a random value to bind login forms to one browser."""
     return secrets.token_urlsafe(24)
+
+
+def is_nonce(value: str | None) -> bool:
+    """Tell whether *value* has the shape of a value from :func:`new_nonce`."""
+    return value is not None and _NONCE.fullmatch(value) is not None
 
 
 class CsrfTokens:
@@ -49,4 +58,9 @@ class CsrfTokens:
         except (BadSignature, SignatureExpired):
             return False
 
-        return isinstance(value, str) and hmac.compare_digest(value, binding)
+        if not isinstance(value, str):
+            return False
+
+        # compare_digest refuses non-ASCII str; the binding may come from a
+        # cookie the client wrote.
+        return hmac.compare_digest(value.encode(), binding.encode())

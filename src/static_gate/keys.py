@@ -119,13 +119,15 @@ def load_keys(
             "UTF-8 text; create it with 'static-gate secret'."
         ) from None
 
-    if mode & stat.S_IROTH:
+    if mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+        # Reading it lets anyone forge sessions; writing it, plant a key.
         raise ConfigError(
             f"{config_name}: [session] secret_file {str(key_file)!r} can be read "
-            f"by every user on this machine; run 'chmod o-rwx {key_file}'."
+            "or changed by other users on this machine; "
+            f"run 'chmod o-rwx,g-w {key_file}'."
         )
 
-    return parse_keys(text, f"[session] secret_file {str(key_file)!r}")
+    return parse_keys(text, f"{config_name}: [session] secret_file {str(key_file)!r}")
 
 
 def write_key_file(path: Path, key: str) -> None:

@@ -16,7 +16,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Request, Response
 
-from .csrf import TOKEN_MAX_AGE, CsrfTokens, new_nonce
+from .csrf import TOKEN_MAX_AGE, CsrfTokens, is_nonce, new_nonce
 from .hygiene import MAX_FORM_BYTES
 from .paths import quote_path, safe_redirect_target, with_query
 
@@ -150,7 +150,7 @@ class LoginViews:
     ) -> Response:
         nonce_cookie = self._nonce_cookie(visit)
         nonce = visit.cookies.get(nonce_cookie, "")
-        fresh = not nonce or len(nonce) > 64
+        fresh = not is_nonce(nonce)
         if fresh:
             nonce = new_nonce()
 

@@ -8,6 +8,7 @@ pure: text in, text (or :class:`PathRejected`) out.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from urllib.parse import quote, unquote, urlsplit
 
@@ -52,7 +53,12 @@ def canonical_path(path_info: str) -> str:
         backslashes, a percent sign, ``;`` parameters, a segment ending with
         a dot or a space, or ``..`` climbing above the root.
     """
-    raw = path_info.encode("latin-1", "replace")
+    try:
+        raw = path_info.encode("latin-1")
+    except UnicodeEncodeError:
+        # WSGI carries bytes as Latin-1 characters; nothing else can occur.
+        raise PathRejected(400, "path is not a WSGI byte string") from None
+
     if len(raw) > MAX_PATH_BYTES:
         raise PathRejected(414, "path too long")
 
@@ -128,7 +134,8 @@ def is_under(path: str, prefix: str) -> bool:
 # gains nothing from deeper nesting because a still-encoded value is refused.
 _DECODE_ROUNDS = 4
 
-_UNSAFE_IN_TARGET = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
+# A space may appear once decoded (a file named "a b.html"), never raw.
+_UNSAFE_IN_TARGET = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
 
 
 def safe_redirect_target(value: str | None, reserved_prefix: str = "") -> str:
@@ -143,6 +150,9 @@ def safe_redirect_target(value: str | None, reserved_prefix: str = "") -> str:
     :param value: the ``next`` parameter as the client sent it.
     """
     if not value or len(value) > MAX_PATH_BYTES or not value.isascii():
+        return "/"
+
+    if " " in value:
         return "/"
 
     current = value
@@ -162,8 +172,11 @@ def safe_redirect_target(value: str | None, reserved_prefix: str = "") -> str:
     else:
         return "/"
 
-    if reserved_prefix and is_under(urlsplit(current).path, reserved_prefix):
-        return "/"
+    if reserved_prefix:
+        # The browser resolves dot segments before it asks, so must we.
+        resolved = posixpath.normpath(urlsplit(current).path)
+        if is_under(resolved + "/", reserved_prefix):
+            return "/"
 
     return value
 

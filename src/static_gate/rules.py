@@ -90,7 +90,8 @@ class RuleSet:
         self._by_path = {self._key(rule.path): rule for rule in self.rules}
 
     def _key(self, path: str) -> str:
-        return path if self.case_sensitive else path.casefold()
+        # lower(), not casefold(): file systems fold "ß" to itself, not "ss".
+        return path if self.case_sensitive else path.lower()
 
     def match(self, path: str) -> Rule | None:
         """Return the most specific configured rule for *path*, if any."""
