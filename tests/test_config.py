@@ -664,7 +664,7 @@ def test_missing_key_file(write_config: WriteConfig, tmp_path: Path) -> None:
 def test_no_key_source(write_config: WriteConfig) -> None:
     path = write_config(session=None)
     expected = (
-        f"gate.toml: [session] secret_file is not set and {SECRET_ENV} is empty; "
+        f"gate.toml: [session] secret_file is not set and neither is {SECRET_ENV}; "
         "set one of them ('static-gate init' writes a key file)."
     )
 

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 
-from .config import CONFIG_ENV, Config, load_config, users_file_setting
+from .config import (
+    CONFIG_ENV,
+    Config,
+    is_group_name,
+    is_user_name,
+    load_config,
+    shared_user_setting,
+    users_file_setting,
+)
 from .credentials import (
     Account,
     Accounts,
@@ -26,7 +34,7 @@ from .credentials import (
 )
 from .errors import ConfigError, StaticGateError, UsageError
 from .keys import generate_key
-from .paths import PathRejected, canonical_path
+from .paths import PathRejected, canonical_path, is_under
 from .rules import RuleSet
 from .scaffold import create_site
 
@@ -36,7 +44,12 @@ DEFAULT_CONFIG = "gate.toml"
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        # argparse has printed its usage message or --help already.
+        return 0 if exit.code is None else int(exit.code)
+
     try:
         result: int = args.handler(args)
     except (ConfigError, UsageError) as error:
@@ -186,6 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
+        # waitress handles Ctrl-C itself and returns.
         waitress.serve(
             gate,
             host=args.host,
@@ -193,13 +207,12 @@ def _serve(args: argparse.Namespace) -> int:
             threads=args.threads,
             ident="static-gate",
         )
-    except KeyboardInterrupt:
-        print("static-gate: stopped", file=sys.stderr)
     except OSError as error:
         raise StaticGateError(
             f"cannot listen on {args.host}:{args.port} ({error.strerror})."
         ) from None
 
+    print("static-gate: stopped", file=sys.stderr)
     return 0
 
 
@@ -224,8 +237,6 @@ def _users_file(args: argparse.Namespace) -> Path:
 
 
 def _user_add(args: argparse.Namespace) -> int:
-    from .config import is_group_name, is_user_name
-
     if not is_user_name(args.name):
         raise UsageError(
             f"{args.name!r} is not a valid user name: use up to 64 letters, digits "
@@ -237,6 +248,12 @@ def _user_add(args: argparse.Namespace) -> int:
         raise UsageError(f"{bad[0]!r} is not a valid group name.")
 
     path = _users_file(args)
+    if args.name == shared_user_setting(_config_path(args)):
+        raise UsageError(
+            f"{args.name!r} is the name of the shared password's user "
+            "([auth] shared_user); choose another name."
+        )
+
     if args.name in _read_if_exists(path):
         raise StaticGateError(f"user {args.name!r} already exists; use 'user passwd'.")
 
@@ -364,6 +381,14 @@ def _explain(args: argparse.Namespace) -> int:
 
     if path != args.path:
         print(f"path      {args.path!r} is redirected to {path!r} first")
+
+    if is_under(path, config.pages.prefix):
+        print(
+            f"path      {path}\nrule      the gate's own pages at "
+            f"{config.pages.prefix!r}, open to anyone"
+        )
+        print("decision  allow: sign-in and sign-out pages")
+        return 0
 
     groups: frozenset[str] = frozenset()
     if args.user is not None:

@@ -534,24 +534,44 @@ def _is_canonical_folder(path: str) -> bool:
 def users_file_setting(path: str | os.PathLike[str]) -> Path | None:
     """Return ``[auth] users_file`` from the file at *path*, resolved.
 
-    The user commands need only this one setting, and must work where the
+    The user commands need only the ``[auth]`` table, and must work where the
     signing key is not available (it may live in the server's environment).
 
     :raises ConfigError: the file cannot be read or is not TOML.
     """
-    source = Path(path).absolute()
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(
-            f"{source}: cannot read the configuration file ({error})."
-        ) from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: not valid TOML ({error}).") from None
-
-    auth = data.get("auth", {})
-    value = auth.get("users_file") if isinstance(auth, dict) else None
+    source, auth = _read_auth_table(path)
+    value = auth.get("users_file")
     if not isinstance(value, str) or not value:
         return None
 
     return source.parent / os.path.expanduser(value)
+
+
+def shared_user_setting(path: str | os.PathLike[str]) -> str | None:
+    """Return the shared password's user name, or ``None`` without one.
+
+    :raises ConfigError: the file cannot be read or is not TOML.
+    """
+    _, auth = _read_auth_table(path)
+    if not auth.get("shared_password_hash"):
+        return None
+
+    name = auth.get("shared_user", "shared")
+    return name if isinstance(name, str) else "shared"
+
+
+def _read_auth_table(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    source = Path(path).absolute()
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(
+            f"{source}: cannot read the configuration file ({error.strerror})."
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: the configuration file is not UTF-8.") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML ({error}).") from None
+
+    auth = data.get("auth", {})
+    return source, auth if isinstance(auth, dict) else {}

@@ -99,8 +99,8 @@ def load_keys(
 
     if key_file is None:
         raise ConfigError(
-            f"{config_name}: [session] secret_file is not set and "
-            f"{SECRET_ENV} is empty; set one of them "
+            f"{config_name}: [session] secret_file is not set and neither is "
+            f"{SECRET_ENV}; set one of them "
             "('static-gate init' writes a key file)."
         )
 
