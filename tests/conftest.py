@@ -222,3 +222,40 @@ def login(
 def logout(client: Client, prefix: str = "/_gate/") -> TestResponse:
     page = client.get(f"{prefix}logout")
     return client.post(f"{prefix}logout", data={"csrf_token": form_token(page)})
+
+
+class EnvironClient(BufferedClient):
+    """A client that puts *environ* into the environ of every request."""
+
+    def __init__(self, app: Any, **environ: Any) -> None:
+        super().__init__(app)
+        self.environ = environ
+
+    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        kwargs["environ_overrides"] = {
+            **self.environ,
+            **kwargs.get("environ_overrides", {}),
+        }
+        return super().open(*args, **kwargs)
+
+
+def signed_in(gate: Gate, user: str | None = "alice", **environ: Any) -> EnvironClient:
+    """Return a client signed in as *user*, or anonymous for ``None``."""
+    client = EnvironClient(gate, **environ)
+    if user is not None:
+        assert login(client, user).status_code == 303
+    return client
+
+
+def set_cookies(response: TestResponse) -> dict[str, tuple[str, dict[str, str]]]:
+    """Return the cookies a response sets: name -> (value, attributes)."""
+    found = {}
+    for header in response.headers.getlist("Set-Cookie"):
+        pair, *attributes = (part.strip() for part in header.split(";"))
+        name, _, value = pair.partition("=")
+        options = {}
+        for attribute in attributes:
+            key, _, option = attribute.partition("=")
+            options[key.lower()] = option
+        found[name] = (value, options)
+    return found

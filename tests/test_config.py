@@ -753,7 +753,9 @@ def test_world_readable_key_file_is_refused(
     path = write_config()
     (tmp_path / "gate.secret").chmod(0o644)
 
-    with pytest.raises(ConfigError, match="can be read or changed by other users on this machine"):
+    with pytest.raises(
+        ConfigError, match="can be read or changed by other users on this machine"
+    ):
         load_config(path, environ={})
 
 

@@ -177,11 +177,12 @@ class UsersFile:
     def accounts(self) -> dict[str, Account]:
         """Return the current accounts, re-reading the file if it changed."""
         now = self._clock()
-        if now - self._checked_at < RELOAD_INTERVAL:
+        # A clock set backwards must not postpone the next check.
+        if 0 <= now - self._checked_at < RELOAD_INTERVAL:
             return self._accounts
 
         with self._lock:
-            if now - self._checked_at >= RELOAD_INTERVAL:
+            if not 0 <= now - self._checked_at < RELOAD_INTERVAL:
                 self._checked_at = now
                 self._reload_if_changed()
 

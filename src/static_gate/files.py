@@ -62,9 +62,9 @@ class Found:
     kind: str
     filename: str = ""
     stat: os.stat_result | None = None
-    #: The canonical path of the file itself, when it is not the request
-    #: path: a folder's index file.
-    file_path: str | None = None
+    #: Other canonical paths whose rules must allow this file too: a
+    #: folder's index file, or where a followed symbolic link leads.
+    also_judged: tuple[str, ...] = ()
 
 
 _NOTHING = Found(MISSING)
@@ -112,7 +112,10 @@ class StaticFolder:
             return _NOTHING
 
         if stat.S_ISREG(result.st_mode):
-            return _NOTHING if path.endswith("/") else Found(FILE, filename, result)
+            if path.endswith("/"):
+                return _NOTHING
+
+            return Found(FILE, filename, result, self._link_targets(filename))
 
         if not stat.S_ISDIR(result.st_mode):
             return _NOTHING
@@ -123,12 +126,28 @@ class StaticFolder:
         index = os.path.join(filename, INDEX)
         index_result = self._stat(index)
         if index_result is not None and stat.S_ISREG(index_result.st_mode):
-            return Found(FILE, index, index_result, path + INDEX)
+            also = (path + INDEX, *self._link_targets(index))
+            return Found(FILE, index, index_result, also)
 
         if self.directory_listing:
             return Found(FOLDER, filename, result)
 
         return _NOTHING
+
+    def _link_targets(self, filename: str) -> tuple[str, ...]:
+        """Where symbolic links lead inside the root, as a canonical path.
+
+        A followed link in a public folder that points into a protected one
+        must not make the protected file public.
+        """
+        if not self.follow_symlinks:
+            return ()
+
+        real = os.path.realpath(filename)
+        if real == filename or os.path.commonpath((real, self.root)) != self.root:
+            return ()
+
+        return ("/" + os.path.relpath(real, self.root).replace(os.sep, "/"),)
 
     def _stat(self, filename: str) -> os.stat_result | None:
         try:
@@ -176,8 +195,11 @@ class StaticFolder:
             included.
         """
         filename, result = found.filename, found.stat
+        # werkzeug's Response adopts the Headers object it is given; refusals
+        # below must not inherit the file's length and validators.
+        plain_headers = Headers(headers)
         if result is None:
-            return Response(status=404, headers=headers)
+            return Response(status=404, headers=plain_headers)
 
         content_type = guess_type(filename)
         encoding = None
@@ -191,7 +213,7 @@ class StaticFolder:
         try:
             file = open(filename, "rb")  # closed by the WSGI server
         except OSError:
-            return Response(status=404, headers=headers)
+            return Response(status=404, headers=plain_headers)
 
         response = Response(
             wrap_file(environ, file),
@@ -212,7 +234,7 @@ class StaticFolder:
             )
         except RequestedRangeNotSatisfiable:
             response.close()
-            refused = Response(status=416, headers=headers)
+            refused = Response(status=416, headers=plain_headers)
             refused.headers["Content-Range"] = f"bytes */{result.st_size}"
             return refused
 

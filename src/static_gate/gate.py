@@ -128,7 +128,7 @@ class Gate:
                 case_sensitive = is_case_sensitive(root)
 
         self.rules = RuleSet(config.rules, case_sensitive is not False)
-        self.accounts = Accounts(config.auth, hasher)
+        self.accounts = Accounts(config.auth, hasher, clock)
         self.sessions = SessionCodec(
             config.session.secret_keys,
             config.session.lifetime,
@@ -367,7 +367,9 @@ class Gate:
                     decision = other_decision
 
             file_headers = headers.content_headers(decision.rule.cache_control)
-            self.set_session_cookie(visit, file_headers)
+            if decision.rule.cache_control is None:
+                # A publicly cacheable answer must not carry a Set-Cookie.
+                self.set_session_cookie(visit, file_headers)
             return self.folder.respond(found, visit.environ, file_headers)
 
         if found.kind == ADD_SLASH:
@@ -389,13 +391,12 @@ class Gate:
     def _also_judged(path: str, found: Found) -> list[str]:
         """Other paths whose rules must allow reading the file *found*.
 
-        A folder's index file is its own path.  A compressed sibling such as
+        A folder's index file is its own path, and a followed symbolic link
+        leads to another one.  A compressed sibling such as
         ``a.html.gz`` holds the same content as ``a.html``, so a rule that
         closes ``a.html`` closes its siblings too.
         """
-        others = []
-        if found.file_path is not None:
-            others.append(found.file_path)
+        others = list(found.also_judged)
 
         if path.endswith(SIBLING_SUFFIXES):
             others.append(path[: path.rindex(".")])
@@ -423,7 +424,9 @@ class Gate:
     ) -> Iterable[bytes]:
         assert self.app is not None, "only called in wrap mode"
         gate_headers = headers.content_headers(decision.rule.cache_control)
-        self.set_session_cookie(visit, gate_headers)
+        if decision.rule.cache_control is None:
+            # A publicly cacheable answer must not carry a Set-Cookie.
+            self.set_session_cookie(visit, gate_headers)
 
         def guarded_start_response(
             status: str,

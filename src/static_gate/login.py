@@ -22,6 +22,7 @@ from .paths import quote_path, safe_redirect_target, with_query
 
 if TYPE_CHECKING:
     from .gate import Gate, Visit
+    from .pages import Pages
 
 audit = logging.getLogger("static_gate.audit")
 
@@ -81,9 +82,10 @@ class LoginViews:
             response.headers["Allow"] = "GET, HEAD, POST"
             return response
 
-        request.max_content_length = MAX_FORM_BYTES
-        request.max_form_memory_size = MAX_FORM_BYTES
-        request.max_form_parts = 8
+        refusal = _refuse_body(request, self.gate.pages(visit.base))
+        if refusal is not None:
+            return refusal
+
         try:
             form = request.form
         except RequestEntityTooLarge:
@@ -220,13 +222,12 @@ class LoginViews:
             return response
 
         request = Request(visit.environ)
-        request.max_content_length = MAX_FORM_BYTES
-        request.max_form_memory_size = MAX_FORM_BYTES
         sent: str | None = None
-        try:
-            sent = request.form.get("csrf_token")
-        except RequestEntityTooLarge:
-            pass
+        if _refuse_body(request, self.gate.pages(visit.base)) is None:
+            try:
+                sent = request.form.get("csrf_token")
+            except RequestEntityTooLarge:
+                pass
 
         if not self.logout_tokens.check(sent, visit.session.id):
             audit.warning(
@@ -247,3 +248,26 @@ class LoginViews:
         )
         response.headers["Clear-Site-Data"] = '"cache"'
         return response
+
+
+def _refuse_body(request: Request, pages: Pages) -> Response | None:
+    """Limit a form body; return the refusal when it cannot be read safely.
+
+    A body without a valid ``Content-Length`` (a chunked request, passed on
+    by some servers) is refused with 411: werkzeug would silently cut it at
+    the limit instead of reporting it as too large.
+    """
+    request.max_content_length = MAX_FORM_BYTES
+    request.max_form_memory_size = MAX_FORM_BYTES
+    request.max_form_parts = 8
+    length = str(request.environ.get("CONTENT_LENGTH") or "")
+    chunked = "chunked" in str(request.environ.get("HTTP_TRANSFER_ENCODING", ""))
+    if chunked or not length.isdigit():
+        return pages.error(411, "Length required", "Send the form with its length.")
+
+    if int(length) > MAX_FORM_BYTES:
+        return pages.error(
+            413, "Form too large", "The sign-in form sent too much data."
+        )
+
+    return None
