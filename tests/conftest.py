@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -259,3 +261,16 @@ def set_cookies(response: TestResponse) -> dict[str, tuple[str, dict[str, str]]]
             options[key.lower()] = option
         found[name] = (value, options)
     return found
+
+
+def can_lock(lock_path: Path) -> bool:
+    """Try the lock as another process would, without waiting."""
+    descriptor = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+
+    return True

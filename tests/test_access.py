@@ -25,6 +25,11 @@ PROTECTIVE_HEADERS = {
 }
 OUTSIDE = b"outside the root"
 
+# A public folder that browsers and shared caches may keep for a minute.
+CACHED_PUBLIC = [
+    {"path": "/public/", "allow": "anyone", "cache_control": "public, max-age=60"}
+]
+
 
 def assert_protected(response: TestResponse) -> None:
     assert response.headers["Cache-Control"] == "private, no-store"
@@ -469,15 +474,7 @@ def test_every_answer_carries_the_protective_headers(
 def test_public_rule_can_set_its_own_cache_control(
     make_gate: Callable[..., Gate],
 ) -> None:
-    gate = make_gate(
-        rules=[
-            {
-                "path": "/public/",
-                "allow": "anyone",
-                "cache_control": "public, max-age=60",
-            }
-        ]
-    )
+    gate = make_gate(rules=CACHED_PUBLIC)
 
     response = BufferedClient(gate).get("/public/index.html")
 
@@ -490,15 +487,7 @@ def test_publicly_cacheable_answer_never_sets_a_cookie(
     make_gate: Callable[..., Gate], clock: FakeClock
 ) -> None:
     """A shared cache could hand a stored Set-Cookie to someone else."""
-    gate = make_gate(
-        rules=[
-            {
-                "path": "/public/",
-                "allow": "anyone",
-                "cache_control": "public, max-age=60",
-            }
-        ]
-    )
+    gate = make_gate(rules=CACHED_PUBLIC)
     client = signed_in(gate)
     clock.advance(gate.sessions.refresh_after + 1)
 
@@ -512,15 +501,7 @@ def test_publicly_cacheable_answer_never_sets_a_cookie(
 def test_public_cache_control_does_not_reach_protected_paths(
     make_gate: Callable[..., Gate],
 ) -> None:
-    gate = make_gate(
-        rules=[
-            {
-                "path": "/public/",
-                "allow": "anyone",
-                "cache_control": "public, max-age=60",
-            }
-        ]
-    )
+    gate = make_gate(rules=CACHED_PUBLIC)
 
     response = signed_in(gate, "alice").get("/report.html")
 

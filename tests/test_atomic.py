@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
 import pytest
 
+from conftest import can_lock
 from static_gate.atomic import locked, write_atomic
 
 
@@ -98,19 +98,6 @@ def test_failed_write_keeps_the_old_content(tmp_path: Path) -> None:
 def test_missing_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         write_atomic(tmp_path / "missing" / "users.txt", "new\n")
-
-
-def can_lock(lock_path: Path) -> bool:
-    """Try the lock as another process would, without waiting."""
-    descriptor = os.open(lock_path, os.O_RDWR)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(descriptor)
-
-    return True
 
 
 def test_locked_holds_an_exclusive_lock(tmp_path: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from conftest import (
     PASSWORDS,
     SHARED_PASSWORD,
     FakeClock,
+    can_lock,
     write_users,
 )
 from static_gate.config import AuthConfig
@@ -482,19 +481,6 @@ def test_update_users_file_creates_the_file(tmp_path: Path) -> None:
         "dave": Account("dave", "$argon2id$d", frozenset({"staff"}))
     }
     assert path.stat().st_mode & 0o777 == 0o640
-
-
-def can_lock(lock_path: Path) -> bool:
-    """Try the lock as another process would, without waiting."""
-    descriptor = os.open(lock_path, os.O_RDWR)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(descriptor)
-
-    return True
 
 
 def test_update_users_file_holds_the_lock(users_path: Path) -> None:
