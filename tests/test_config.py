@@ -16,12 +16,12 @@ from static_gate.config import (
     Config,
     load_config,
     parse_config,
-    parse_duration,
     users_file_setting,
 )
 from static_gate.errors import ConfigError, StaticGateError
 from static_gate.keys import SECRET_ENV, SecretKey
 from static_gate.rules import ANYONE, LISTED, NOBODY, SIGNED_IN, Rule
+from static_gate.tables import parse_duration
 
 WriteConfig = Callable[..., Path]
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ._compat import tomllib
 from .errors import ConfigError
 from .keys import SecretKey, load_keys
 from .paths import PathRejected, canonical_path, is_under
 from .rules import ALLOW_VALUES, ANYONE, LISTED, Rule
+from .tables import Reader, Table
 
 #: Environment variable naming the configuration file.
 CONFIG_ENV = "STATIC_GATE_CONFIG"
@@ -114,29 +115,9 @@ class Config:
     rules: tuple[Rule, ...] = ()
 
 
-_DURATION = re.compile(r"(\d+)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 _GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _COOKIE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-T = TypeVar("T")
-
-
-def parse_duration(text: str) -> int:
-    """Turn ``"8h"``, ``"30m"`` or ``"1h30m"`` into seconds.
-
-    :raises ValueError: anything else, zero included.
-    """
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise ValueError(text)
-
-    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-    if seconds <= 0:
-        raise ValueError(text)
-
-    return seconds
 
 
 def is_user_name(name: str) -> bool:
@@ -147,90 +128,6 @@ def is_user_name(name: str) -> bool:
 def is_group_name(name: str) -> bool:
     """Tell whether *name* can be a group name (letters, digits, ``._-``)."""
     return _GROUP_NAME.fullmatch(name) is not None
-
-
-class _Table:
-    """One TOML table being read; records problems instead of raising."""
-
-    def __init__(
-        self, reader: _Reader, name: str, data: Mapping[str, Any], known: set[str]
-    ) -> None:
-        self.reader = reader
-        self.name = name
-        self.data = data
-        for key in sorted(set(data) - known):
-            choices = ", ".join(sorted(known))
-            self.problem(key, f"is not a known key; {self.name} takes {choices}")
-
-    def problem(self, key: str, text: str) -> None:
-        self.reader.problems.append(f"{self.reader.name}: {self.name} {key} {text}.")
-
-    def get(self, key: str, kind: type[T], expected: str, default: T) -> T:
-        value = self.data.get(key, default)
-        if value is default or isinstance(value, kind):
-            return value
-
-        self.problem(key, f"must be {expected}, got {value!r}")
-        return default
-
-    def text(self, key: str, default: str) -> str:
-        return self.get(key, str, "a string", default)
-
-    def flag(self, key: str, default: bool) -> bool:
-        return self.get(key, bool, "true or false", default)
-
-    def path(self, key: str) -> Path | None:
-        value = self.get(key, str, "a path (a string)", "")
-        if not value:
-            return None
-
-        return self.reader.folder / os.path.expanduser(value)
-
-    def duration(self, key: str, default: int) -> int:
-        value = self.data.get(key)
-        if value is None:
-            return default
-
-        try:
-            if not isinstance(value, str):
-                raise ValueError(value)
-            return parse_duration(value)
-        except ValueError:
-            self.problem(
-                key,
-                f'must be a duration such as "30m", got {value!r}; '
-                "use a whole number followed by s, m, h or d",
-            )
-            return default
-
-    def names(
-        self, key: str, check: Callable[[str], bool], what: str
-    ) -> frozenset[str]:
-        value = self.data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problem(key, f"must be a list of {what}s, got {value!r}")
-            return frozenset()
-
-        for name in value:
-            if not check(name):
-                self.problem(key, f"has {name!r}, which is not a valid {what}")
-
-        return frozenset(value)
-
-
-class _Reader:
-    def __init__(self, name: str, folder: Path) -> None:
-        self.name = name
-        self.folder = folder
-        self.problems: list[str] = []
-
-    def table(self, data: Mapping[str, Any], name: str) -> _Table:
-        value = data.get(name, {})
-        if not isinstance(value, dict):
-            self.problems.append(f"{self.name}: [{name}] must be a table.")
-            value = {}
-
-        return _Table(self, f"[{name}]", value, set(KEYS[name]))
 
 
 def load_config(
@@ -262,7 +159,7 @@ def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML ({error}).") from None
 
-    reader = _Reader(source.name, source.parent)
+    reader = Reader(source.name, source.parent)
     for key in sorted(set(data) - set(KEYS)):
         reader.problems.append(
             f"{reader.name}: [{key}] is not a known table; "
@@ -272,7 +169,7 @@ def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
     static = _read_static(reader, data)
     pages = _read_pages(reader, data)
     auth = _read_auth(reader, data)
-    session_table = reader.table(data, "session")
+    session_table = reader.table(data, "session", KEYS["session"])
     proxy = _read_proxy(reader, data)
     rules = _read_rules(reader, data, pages.prefix, static.root)
 
@@ -290,8 +187,8 @@ def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
     return Config(source, session, static, pages, auth, proxy, rules)
 
 
-def _read_static(reader: _Reader, data: Mapping[str, Any]) -> StaticConfig:
-    table = reader.table(data, "static")
+def _read_static(reader: Reader, data: Mapping[str, Any]) -> StaticConfig:
+    table = reader.table(data, "static", KEYS["static"])
     root = table.path("root")
     if root is not None:
         if not root.is_dir():
@@ -315,8 +212,8 @@ def _read_static(reader: _Reader, data: Mapping[str, Any]) -> StaticConfig:
     )
 
 
-def _read_pages(reader: _Reader, data: Mapping[str, Any]) -> PagesConfig:
-    table = reader.table(data, "pages")
+def _read_pages(reader: Reader, data: Mapping[str, Any]) -> PagesConfig:
+    table = reader.table(data, "pages", KEYS["pages"])
     prefix = table.text("prefix", "/_gate/")
     if not _is_canonical_folder(prefix) or prefix == "/":
         table.problem(
@@ -336,8 +233,8 @@ def _read_pages(reader: _Reader, data: Mapping[str, Any]) -> PagesConfig:
     )
 
 
-def _read_auth(reader: _Reader, data: Mapping[str, Any]) -> AuthConfig:
-    table = reader.table(data, "auth")
+def _read_auth(reader: Reader, data: Mapping[str, Any]) -> AuthConfig:
+    table = reader.table(data, "auth", KEYS["auth"])
     users_file = table.path("users_file")
     if users_file is not None and not users_file.is_file():
         table.problem(
@@ -368,7 +265,7 @@ def _read_auth(reader: _Reader, data: Mapping[str, Any]) -> AuthConfig:
 
 
 def _read_session(
-    table: _Table, keys: tuple[SecretKey, ...], secret_file: Path | None
+    table: Table, keys: tuple[SecretKey, ...], secret_file: Path | None
 ) -> SessionConfig:
     lifetime = table.duration("lifetime", 8 * 3600)
     idle_timeout = table.duration("idle_timeout", 30 * 60)
@@ -397,8 +294,8 @@ def _read_session(
     return SessionConfig(keys, secret_file, lifetime, idle_timeout, cookie_name, secure)
 
 
-def _read_proxy(reader: _Reader, data: Mapping[str, Any]) -> ProxyConfig:
-    table = reader.table(data, "proxy")
+def _read_proxy(reader: Reader, data: Mapping[str, Any]) -> ProxyConfig:
+    table = reader.table(data, "proxy", KEYS["proxy"])
     networks: list[IPNetwork] = []
     values = table.data.get("trusted", [])
     if not isinstance(values, list):
@@ -419,7 +316,7 @@ def _read_proxy(reader: _Reader, data: Mapping[str, Any]) -> ProxyConfig:
 
 
 def _read_rules(
-    reader: _Reader, data: Mapping[str, Any], gate_prefix: str, root: Path | None
+    reader: Reader, data: Mapping[str, Any], gate_prefix: str, root: Path | None
 ) -> tuple[Rule, ...]:
     entries = data.get("rules", [])
     if not isinstance(entries, list):
@@ -462,9 +359,9 @@ def _read_rules(
 
 
 def _read_rule(
-    reader: _Reader, number: int, entry: Mapping[str, Any], gate_prefix: str
+    reader: Reader, number: int, entry: Mapping[str, Any], gate_prefix: str
 ) -> Rule | None:
-    table = _Table(
+    table = Table(
         reader,
         f"[[rules]] {number}",
         entry,
