@@ -238,7 +238,7 @@ BAD_SETTINGS = [
     pytest.param(
         {"colours": {"a": 1}},
         "gate.toml: [colours] is not a known table; "
-        "use auth, pages, proxy, rules, session, static.",
+        "use auth, pages, proxy, rules, session, state, static, throttle.",
         id="unknown-table",
     ),
     pytest.param(

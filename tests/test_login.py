@@ -527,16 +527,10 @@ def test_logout_without_a_session_goes_to_login(
     assert response.headers["Location"] == "/_gate/login"
 
 
-def test_stateless_cookie_copy_survives_logout_until_expiry(
-    gate: Gate, clock: FakeClock
+def test_cookie_copied_before_logout_is_refused_after_it(
+    gate: Gate, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Known limitation: signing out deletes the cookie in this browser only.
-
-    Sessions live in the signed cookie alone, so a copy taken before sign-out
-    stays valid until its idle timeout or lifetime ends.  A server-side
-    session store is needed to revoke it; when there is one, this test must
-    change to expect a redirect to the login page.
-    """
+    """Sign-out ends the session in the store, not only in this browser."""
     client = signed_in(gate)
     copied = session_cookie(client)
     assert copied
@@ -544,10 +538,11 @@ def test_stateless_cookie_copy_survives_logout_until_expiry(
 
     thief = BufferedClient(gate)
     thief.set_cookie(COOKIE, copied)
+    with caplog.at_level(logging.INFO, logger=AUDIT):
+        response = thief.get("/report.html")
 
-    assert thief.get("/report.html").status_code == 200
-    clock.advance(gate.config.session.idle_timeout)
-    assert thief.get("/report.html").status_code == 303
+    assert response.status_code == 303
+    assert "session-revoked user='alice'" in caplog.text
 
 
 # -- limits -------------------------------------------------------------------

@@ -7,11 +7,13 @@ usage and configuration errors, 1 for anything else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -37,6 +39,7 @@ from .keys import generate_key
 from .paths import PathRejected, canonical_path, is_under
 from .rules import RuleSet
 from .scaffold import create_site
+from .stores import Store, StoreError, open_store
 
 DEFAULT_CONFIG = "gate.toml"
 
@@ -126,6 +129,23 @@ def _build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(handler=_user_remove)
     listing = user_commands.add_parser("list", parents=[with_config], help="list users")
     listing.set_defaults(handler=_user_list)
+    user_logout = user_commands.add_parser(
+        "logout", parents=[with_config], help="end every session of a user"
+    )
+    user_logout.add_argument("name")
+    user_logout.set_defaults(handler=_user_logout)
+
+    sessions = commands.add_parser(
+        "sessions", parents=[with_config], help="list open sessions"
+    )
+    sessions.add_argument("--user", help="only this user's sessions")
+    sessions.set_defaults(handler=_sessions_list)
+    session_commands = sessions.add_subparsers(title="session commands")
+    revoke = session_commands.add_parser(
+        "revoke", parents=[with_config], help="end one session, by its id"
+    )
+    revoke.add_argument("id", help="the session id that 'sessions' lists")
+    revoke.set_defaults(handler=_sessions_revoke)
 
     check = commands.add_parser(
         "check", parents=[with_config], help="validate the configuration, show rules"
@@ -307,6 +327,63 @@ def _user_list(args: argparse.Namespace) -> int:
         groups = ", ".join(sorted(account.groups)) or "-"
         print(f"{account.name}\t{groups}")
     return 0
+
+
+def _user_logout(args: argparse.Namespace) -> int:
+    with _open_state(args) as store:
+        ended = store.remove_user_sessions(args.name)
+    print(f"ended {ended} session(s) of {args.name}")
+    return 0
+
+
+@contextlib.contextmanager
+def _open_state(args: argparse.Namespace) -> Iterator[Store]:
+    """Open the configured state store, or fail with one line."""
+    config = load_config(_config_path(args), need_keys=False)
+    try:
+        store = open_store(config.state.store, config.state.folder)
+        store.check()
+    except StoreError as error:
+        raise ConfigError(f"[state] store cannot be used: {error}.") from None
+
+    try:
+        yield store
+    except StoreError as error:
+        raise StaticGateError(f"the state store failed: {error}.") from None
+    finally:
+        store.close()
+
+
+def _sessions_list(args: argparse.Namespace) -> int:
+    with _open_state(args) as store:
+        records = store.list_sessions(time.time(), args.user)
+
+    if not records:
+        print("no open sessions")
+        return 0
+
+    print(f"{'id':<24}  {'user':<16} {'client':<15}  {'started':<16}  last seen")
+    for record in records:
+        print(
+            f"{record.handle:<24}  {record.user:<16} {record.client:<15}  "
+            f"{_when(record.started)}  {_when(record.last_seen)}"
+        )
+    return 0
+
+
+def _sessions_revoke(args: argparse.Namespace) -> int:
+    with _open_state(args) as store:
+        ended = store.remove_session(args.id)
+
+    if not ended:
+        raise StaticGateError(f"no open session has the id {args.id!r}.")
+
+    print(f"ended session {args.id}")
+    return 0
+
+
+def _when(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
 
 
 def _read_if_exists(path: Path) -> dict[str, Account]:

@@ -22,6 +22,7 @@ from .keys import SecretKey, load_keys
 from .paths import PathRejected, canonical_path, is_under
 from .rules import ALLOW_VALUES, ANYONE, LISTED, Rule
 from .tables import Reader, Table
+from .throttle import ThrottleConfig
 
 #: Environment variable naming the configuration file.
 CONFIG_ENV = "STATIC_GATE_CONFIG"
@@ -47,6 +48,8 @@ KEYS: dict[str, tuple[str, ...]] = {
         "secure_cookie",
     ),
     "proxy": ("trusted",),
+    "state": ("store", "read_during_outage"),
+    "throttle": ("max_failures", "window", "concurrent_checks", "check_wait"),
     "rules": ("path", "allow", "users", "groups", "cache_control"),
 }
 
@@ -103,6 +106,18 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """``[state]``: where sessions and failure counts are shared."""
+
+    #: ``"sqlite"``, ``"sqlite:PATH"``, ``"memory"`` or a ``redis://`` URL.
+    store: str = "sqlite"
+    #: Keep serving signed-in users while the store is out of reach.
+    read_during_outage: bool = False
+    #: The folder for the default SQLite file: ``state`` beside the config.
+    folder: Path = Path("state")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -113,6 +128,8 @@ class Config:
     auth: AuthConfig = AuthConfig()
     proxy: ProxyConfig = ProxyConfig()
     rules: tuple[Rule, ...] = ()
+    state: StateConfig = StateConfig()
+    throttle: ThrottleConfig = ThrottleConfig()
 
 
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
@@ -131,12 +148,16 @@ def is_group_name(name: str) -> bool:
 
 
 def load_config(
-    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    need_keys: bool = True,
 ) -> Config:
     """Read, check and return the configuration in the file at *path*.
 
     :param environ: where to look for ``STATIC_GATE_SECRET_KEY``; defaults
         to :data:`os.environ`.
+    :param need_keys: ``False`` for tools that sign nothing, such as the
+        session commands; the keys are then neither read nor checked.
     :raises ConfigError: listing every problem found.
     """
     source = Path(path).absolute()
@@ -149,10 +170,13 @@ def load_config(
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: the configuration file is not UTF-8.") from None
 
-    return parse_config(text, source, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    return parse_config(text, source, environ, need_keys)
 
 
-def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
+def parse_config(
+    text: str, source: Path, environ: Mapping[str, str], need_keys: bool = True
+) -> Config:
     """Check configuration *text* read from *source*; see :func:`load_config`."""
     try:
         data = tomllib.loads(text)
@@ -171,12 +195,15 @@ def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
     auth = _read_auth(reader, data)
     session_table = reader.table(data, "session", KEYS["session"])
     proxy = _read_proxy(reader, data)
+    state = _read_state(reader, data)
+    throttle = _read_throttle(reader, data)
     rules = _read_rules(reader, data, pages.prefix, static.root)
 
     secret_file = session_table.path("secret_file")
     keys: tuple[SecretKey, ...] = ()
     try:
-        keys = load_keys(secret_file, environ, reader.name)
+        if need_keys:
+            keys = load_keys(secret_file, environ, reader.name)
     except ConfigError as error:
         reader.problems.extend(error.problems)
 
@@ -184,7 +211,7 @@ def parse_config(text: str, source: Path, environ: Mapping[str, str]) -> Config:
     if reader.problems:
         raise ConfigError(reader.problems)
 
-    return Config(source, session, static, pages, auth, proxy, rules)
+    return Config(source, session, static, pages, auth, proxy, rules, state, throttle)
 
 
 def _read_static(reader: Reader, data: Mapping[str, Any]) -> StaticConfig:
@@ -313,6 +340,50 @@ def _read_proxy(reader: Reader, data: Mapping[str, Any]) -> ProxyConfig:
             )
 
     return ProxyConfig(tuple(networks))
+
+
+def _read_state(reader: Reader, data: Mapping[str, Any]) -> StateConfig:
+    table = reader.table(data, "state", KEYS["state"])
+    store = table.text("store", "sqlite")
+    kinds = ("sqlite", "memory")
+    if not (
+        store in kinds
+        or store.startswith(("sqlite:", "redis://", "rediss://", "unix://"))
+    ):
+        table.problem(
+            "store",
+            f'must be "sqlite", "sqlite:PATH", "memory" or a "redis://" URL, '
+            f"got {store!r}",
+        )
+        store = "sqlite"
+
+    if store.startswith("sqlite:"):
+        # A relative file is relative to the configuration, like every path.
+        store = "sqlite:" + str(reader.folder / os.path.expanduser(store[7:]))
+
+    return StateConfig(
+        store=store,
+        read_during_outage=table.flag("read_during_outage", False),
+        folder=reader.folder / "state",
+    )
+
+
+def _read_throttle(reader: Reader, data: Mapping[str, Any]) -> ThrottleConfig:
+    table = reader.table(data, "throttle", KEYS["throttle"])
+    numbers = {}
+    for key, default in (("max_failures", 5), ("concurrent_checks", 2)):
+        value = table.get(key, int, "a whole number", default)
+        if isinstance(value, bool) or value < 1:
+            table.problem(key, f"must be a whole number of 1 or more, got {value!r}")
+            value = default
+        numbers[key] = value
+
+    return ThrottleConfig(
+        max_failures=numbers["max_failures"],
+        window=table.duration("window", 15 * 60),
+        concurrent_checks=numbers["concurrent_checks"],
+        check_wait=table.duration("check_wait", 2),
+    )
 
 
 def _read_rules(

@@ -20,6 +20,7 @@ from werkzeug.http import dump_cookie, parse_cookie
 from werkzeug.wrappers import Response
 
 from . import headers, hygiene
+from .account import AccountView
 from .config import Config, load_config
 from .credentials import Account, Accounts
 from .errors import ConfigError
@@ -38,6 +39,8 @@ from .paths import PathRejected, canonical_path, is_under, quote_path, with_quer
 from .proxy import client_address, is_https
 from .rules import ALLOW, FORBID, Decision, RuleSet
 from .session import EXPIRED, IDLE, MISSING, TAMPERED, Session, SessionCodec
+from .stores import Store, StoreError, open_store, session_handle
+from .throttle import CheckSlots, Throttle
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -68,6 +71,8 @@ class Visit:
     account: Account | None = None
     #: Set when the cookie must be re-issued or deleted with this response.
     cookie_update: str | None = None
+    #: Set when a session cookie could not be checked against the store.
+    store_failed: bool = False
 
     @property
     def user(self) -> str | None:
@@ -86,8 +91,10 @@ class Gate:
         ``[static] root`` instead.
     :param hasher: argon2 parameters for new and rehashed passwords.
     :param clock: returns the time in seconds; tests pass a fake one.
-    :raises ConfigError: neither or both of *app* and ``[static] root``, or
-        a users file or template that cannot be used.
+    :param store: the shared state store; by default the one that
+        ``[state] store`` names.
+    :raises ConfigError: neither or both of *app* and ``[static] root``, a
+        users file or template that cannot be used, or a store out of reach.
     """
 
     def __init__(
@@ -97,6 +104,7 @@ class Gate:
         *,
         hasher: PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
+        store: Store | None = None,
     ) -> None:
         root = config.static.root
         where = config.source.name if config.source else "configuration"
@@ -136,7 +144,14 @@ class Gate:
         )
         self.prefix = config.pages.prefix
         self.template = load_template(config.pages.template)
+        self.store = store if store is not None else _open_store(config, where)
+        self.throttle = Throttle(self.store, config.throttle)
+        self.check_slots = CheckSlots(
+            config.throttle.concurrent_checks, config.throttle.check_wait
+        )
         self.login_views = LoginViews(self)
+        self.account_view = AccountView(self)
+        self._outage_logged = 0.0
 
     @classmethod
     def from_file(cls, path: str, app: WSGIApplication | None = None) -> Gate:
@@ -253,6 +268,9 @@ class Gate:
             visit.cookie_update = ""
             return
 
+        if not self._is_open(visit, session, now):
+            return
+
         visit.session = session
         visit.account = account
         # Servers log REMOTE_USER from this same environ after the response
@@ -262,6 +280,36 @@ class Gate:
         visit.environ[GROUPS_KEY] = account.groups
         if self.sessions.needs_refresh(session, now):
             visit.cookie_update = self.sessions.dump(self.sessions.touch(session, now))
+            try:
+                self.store.touch_session(session_handle(session.id), int(now))
+            except StoreError as error:
+                logger.warning("last-seen time not stored: %s", error)
+
+    def _is_open(self, visit: Visit, session: Session, now: float) -> bool:
+        """Ask the store whether *session* is still open (not signed out)."""
+        try:
+            is_open = self.store.has_session(session_handle(session.id), now)
+        except StoreError as error:
+            if now - self._outage_logged >= 60:
+                self._outage_logged = now
+                logger.error("state store out of reach: %s", error)
+
+            if self.config.state.read_during_outage:
+                return True
+
+            visit.store_failed = True
+            return False
+
+        if not is_open:
+            audit.info(
+                "session-revoked user=%r client=%s path=%r",
+                session.user,
+                visit.client,
+                visit.path,
+            )
+            visit.cookie_update = ""
+
+        return is_open
 
     def _log_bad_cookie(self, visit: Visit, problem: str | None) -> None:
         if problem == TAMPERED:
@@ -311,7 +359,7 @@ class Gate:
     def _dispatch(self, visit: Visit) -> Response | Decision:
         """Answer *visit*, or return the decision to pass it to the app."""
         if is_under(visit.path, self.prefix):
-            return self.login_views.dispatch(visit)
+            return self._gate_page(visit)
 
         decision = self._decide(visit, visit.path)
         if decision.outcome == ALLOW:
@@ -322,8 +370,35 @@ class Gate:
 
         return self._refuse_access(visit, decision)
 
+    def _gate_page(self, visit: Visit) -> Response:
+        name = visit.path[len(self.prefix) :]
+        method = visit.environ.get("REQUEST_METHOD", "GET")
+        if name == "login":
+            response = self.login_views.login(visit, method)
+        elif name == "logout":
+            response = self.login_views.logout(visit, method)
+        elif name == "account":
+            response = self.account_view.answer(visit, method)
+        else:
+            response = self.pages(visit.base).error(
+                404, "Not found", "There is no page at this address."
+            )
+
+        return self.finish(visit, response)
+
     def _refuse_access(self, visit: Visit, decision: Decision) -> Response:
         """Answer a decision that does not allow: 403, or off to the login page."""
+        if visit.store_failed:
+            audit.warning(
+                "store-unavailable client=%s path=%r reason=session not checked",
+                visit.client,
+                visit.path,
+            )
+            response = self.pages(visit.base).unavailable(
+                "Signed-in pages cannot be shown right now. Please try again soon."
+            )
+            return self.finish(visit, response)
+
         if decision.outcome == FORBID:
             audit.warning(
                 "access-denied user=%r client=%s path=%r rule=%r reason=%s",
@@ -437,6 +512,28 @@ class Gate:
             return start_response(status, merged, exc_info)
 
         return self.app(visit.environ, guarded_start_response)
+
+
+def _open_store(config: Config, where: str) -> Store:
+    try:
+        store = open_store(config.state.store, config.state.folder)
+        store.check()
+    except StoreError as error:
+        raise ConfigError(
+            f"{where}: [state] store cannot be used ({error}); check that it "
+            "runs and that this process may write to it."
+        ) from None
+
+    if config.state.store == "memory":
+        logger.warning(
+            "state store: %s; logouts and failure counts are not shared "
+            "with other processes",
+            store.description,
+        )
+    else:
+        logger.info("state store: %s", store.description)
+
+    return store
 
 
 def _decode(value: str) -> str:

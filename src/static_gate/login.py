@@ -19,11 +19,14 @@ from werkzeug.wrappers import Request, Response
 from .csrf import TOKEN_MAX_AGE, CsrfTokens, is_nonce, new_nonce
 from .hygiene import MAX_FORM_BYTES
 from .paths import quote_path, safe_redirect_target, with_query
+from .stores import SessionRecord, StoreError, session_handle
+from .throttle import throttle_keys, user_key
 
 if TYPE_CHECKING:
     from .gate import Gate, Visit
     from .pages import Pages
 
+logger = logging.getLogger("static_gate")
 audit = logging.getLogger("static_gate.audit")
 
 #: Longest user name and password read from the form.
@@ -39,20 +42,6 @@ class LoginViews:
         keys = gate.config.session.secret_keys
         self.login_tokens = CsrfTokens(keys, "login")
         self.logout_tokens = CsrfTokens(keys, "logout")
-
-    def dispatch(self, visit: Visit) -> Response:
-        name = visit.path[len(self.gate.prefix) :]
-        method = visit.environ.get("REQUEST_METHOD", "GET")
-        if name == "login":
-            response = self.login(visit, method)
-        elif name == "logout":
-            response = self.logout(visit, method)
-        else:
-            response = self.gate.pages(visit.base).error(
-                404, "Not found", "There is no page at this address."
-            )
-
-        return self.gate.finish(visit, response)
 
     def redirect_to_login(self, visit: Visit) -> Response:
         """Send the visitor to the login page, remembering where they were going."""
@@ -82,7 +71,7 @@ class LoginViews:
             response.headers["Allow"] = "GET, HEAD, POST"
             return response
 
-        refusal = _refuse_body(request, self.gate.pages(visit.base))
+        refusal = refuse_body(request, self.gate.pages(visit.base))
         if refusal is not None:
             return refusal
 
@@ -109,11 +98,59 @@ class LoginViews:
 
         user = form.get("user", "").strip()
         password = form.get("password", "")
+        try:
+            return self._check_password(visit, user, password, next_path)
+        except StoreError as error:
+            audit.warning(
+                "login-unavailable user=%r client=%s reason=state store out of reach",
+                user[:MAX_USER_LENGTH],
+                visit.client,
+            )
+            logger.error("sign-in refused, state store out of reach: %s", error)
+            return self.gate.pages(visit.base).unavailable(
+                "Signing in is not possible right now. Please try again soon."
+            )
+
+    def _check_password(
+        self, visit: Visit, user: str, password: str, next_path: str
+    ) -> Response:
+        """Throttle, verify and open a session; store errors propagate."""
+        gate = self.gate
+        now = gate.clock()
+        shared = gate.accounts.shared
+        name = user or (shared.name if shared else "")
+        keys = throttle_keys(name[:MAX_USER_LENGTH], visit.client)
+        retry_after = gate.throttle.retry_after(keys, now)
+        if retry_after is not None:
+            gate.throttle.add_failure(keys, now)
+            audit.warning(
+                "login-throttled user=%r client=%s retry_after=%d",
+                user[:MAX_USER_LENGTH],
+                visit.client,
+                retry_after,
+            )
+            return gate.pages(visit.base).throttled(retry_after)
+
         account = None
         if len(user) <= MAX_USER_LENGTH and len(password) <= MAX_PASSWORD_LENGTH:
-            account = self.gate.accounts.authenticate(user, password)
+            if not gate.check_slots.acquire():
+                audit.warning(
+                    "login-busy user=%r client=%s reason=too many checks at once",
+                    user[:MAX_USER_LENGTH],
+                    visit.client,
+                )
+                return gate.pages(visit.base).unavailable(
+                    "Too many people are signing in. Please try again in a moment.",
+                    retry_after=5,
+                )
+
+            try:
+                account = gate.accounts.authenticate(user, password)
+            finally:
+                gate.check_slots.release()
 
         if account is None:
+            gate.throttle.add_failure(keys, now)
             audit.warning(
                 "login-failed user=%r client=%s reason=wrong user name or password",
                 user[:MAX_USER_LENGTH],
@@ -121,17 +158,26 @@ class LoginViews:
             )
             error = (
                 "Wrong user name or password."
-                if self.gate.accounts.has_users
+                if gate.accounts.has_users
                 else "Wrong password."
             )
             return self._form(visit, 401, next_path, error=error, user=user)
 
-        session = self.gate.sessions.start(
-            account.name, account.fingerprint, self.gate.clock()
+        gate.throttle.clear(user_key(name))
+        session = gate.sessions.start(account.name, account.fingerprint, now)
+        gate.store.add_session(
+            SessionRecord(
+                session_handle(session.id),
+                account.name,
+                visit.client,
+                session.issued_at,
+                session.last_seen,
+                session.issued_at + gate.sessions.lifetime,
+            )
         )
         visit.session = session
         visit.account = account
-        visit.cookie_update = self.gate.sessions.dump(session)
+        visit.cookie_update = gate.sessions.dump(session)
         audit.info("login user=%r client=%s", account.name, visit.client)
         response = self._go_to(visit, next_path)
         self._clear_nonce(visit, response)
@@ -223,7 +269,7 @@ class LoginViews:
 
         request = Request(visit.environ)
         sent: str | None = None
-        if _refuse_body(request, self.gate.pages(visit.base)) is None:
+        if refuse_body(request, self.gate.pages(visit.base)) is None:
             try:
                 sent = request.form.get("csrf_token")
             except RequestEntityTooLarge:
@@ -241,16 +287,27 @@ class LoginViews:
                 "This form has expired; open the sign-out page again.",
             )
 
-        audit.info("logout user=%r client=%s", visit.account.name, visit.client)
         visit.cookie_update = ""
-        response = Response(
-            status=303, headers={"Location": login_page + "?signed_out"}
-        )
-        response.headers["Clear-Site-Data"] = '"cache"'
-        return response
+        try:
+            self.gate.store.remove_session(session_handle(visit.session.id))
+        except StoreError as error:
+            # The cookie goes, but a copy of it would live on: say so.
+            logger.error("logout not recorded, state store out of reach: %s", error)
+            audit.warning(
+                "logout-unrecorded user=%r client=%s reason=state store out of reach",
+                visit.account.name,
+                visit.client,
+            )
+            return self.gate.pages(visit.base).unavailable(
+                "You are signed out in this browser, but the server could not "
+                "record it. Please sign out again in a moment."
+            )
+
+        audit.info("logout user=%r client=%s", visit.account.name, visit.client)
+        return signed_out(login_page)
 
 
-def _refuse_body(request: Request, pages: Pages) -> Response | None:
+def refuse_body(request: Request, pages: Pages) -> Response | None:
     """Limit a form body; return the refusal when it cannot be read safely.
 
     A body without a valid ``Content-Length`` (a chunked request, passed on
@@ -271,3 +328,10 @@ def _refuse_body(request: Request, pages: Pages) -> Response | None:
         )
 
     return None
+
+
+def signed_out(login_page: str) -> Response:
+    """The answer after a sign-out: back to the login page, cache cleared."""
+    response = Response(status=303, headers={"Location": login_page + "?signed_out"})
+    response.headers["Clear-Site-Data"] = '"cache"'
+    return response

@@ -30,6 +30,7 @@ main{max-width:26rem;margin:8vh auto;background:#fff;border-radius:.5rem;
 padding:1.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}
 main.wide{max-width:48rem}
 h1{font-size:1.4rem;margin:0 0 1rem}
+h2{font-size:1.1rem;margin:1.25rem 0 .5rem}
 label{display:block;font-weight:600;margin:1rem 0 .25rem}
 input{display:block;width:100%;font:inherit;padding:.6rem;
 border:1px solid #6b7280;border-radius:.3rem}
@@ -215,6 +216,56 @@ class Pages:
             "</p>\n"
         )
         return self.render(403, "Access denied", body)
+
+    def throttled(self, retry_after: int) -> Response:
+        """The page for a sign-in refused because of too many failures."""
+        minutes = max(1, -(-retry_after // 60))
+        response = self.error(
+            429,
+            "Too many attempts",
+            "There were too many failed sign-ins. Please wait "
+            f"{minutes} minute{'s' if minutes != 1 else ''} and try again.",
+        )
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    def unavailable(self, text: str, retry_after: int = 30) -> Response:
+        """The page for a request that cannot be answered safely right now."""
+        response = self.error(503, "Temporarily unavailable", text)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    def account(
+        self,
+        user: str,
+        groups: frozenset[str],
+        sessions: list[tuple[str, str, str, bool]],
+        logout_token: str,
+        everywhere_token: str,
+    ) -> Response:
+        """The signed-in user's page: their sessions and the sign-out buttons.
+
+        :param sessions: ``(started, last seen, client, is this browser)``.
+        """
+        rows = "\n".join(
+            f"<li>{'<strong>This browser</strong>, ' if this else ''}"
+            f"from {escape(client)}, signed in {escape(started)}, "
+            f"last seen {escape(seen)}</li>"
+            for started, seen, client, this in sessions
+        )
+        group_text = ", ".join(sorted(groups)) or "none"
+        body = (
+            f"<p>Signed in as <strong>{escape(user)}</strong> "
+            f"(groups: {escape(group_text)}).</p>\n"
+            f"<h2>Open sessions</h2>\n<ul>\n{rows}\n</ul>\n"
+            f'<form method="post" action="{escape(self.prefix)}logout">'
+            + _hidden("csrf_token", logout_token)
+            + '<button type="submit">Sign out</button>\n</form>\n'
+            f'<form method="post" action="{escape(self.prefix)}account">'
+            + _hidden("csrf_token", everywhere_token)
+            + '<button type="submit">Sign out everywhere</button>\n</form>\n'
+        )
+        return self.render(200, "Your account", body, wide=True)
 
     def error(self, status: int, heading: str, text: str) -> Response:
         """A short page for a refused or failed request."""

@@ -1,0 +1,106 @@
+"""The signed-in user's account page: open sessions, sign out everywhere.
+
+``<prefix>account`` lists the user's open sessions from the shared store
+and offers two buttons: sign out here, and sign out everywhere, which ends
+every session of the user on every process and host sharing the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from .csrf import CsrfTokens
+from .login import refuse_body, signed_out
+from .stores import StoreError, session_handle
+
+if TYPE_CHECKING:
+    from .gate import Gate, Visit
+
+audit = logging.getLogger("static_gate.audit")
+
+
+def _when(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
+class AccountView:
+    """Answer requests for ``<prefix>account``."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.tokens = CsrfTokens(gate.config.session.secret_keys, "everywhere")
+
+    def answer(self, visit: Visit, method: str) -> Response:
+        pages = self.gate.pages(visit.base)
+        login_page = f"{visit.base}{self.gate.prefix}login"
+        session, account = visit.session, visit.account
+        if session is None or account is None:
+            location = login_page + "?next=" + self.gate.prefix + "account"
+            return Response(status=303, headers={"Location": location})
+
+        try:
+            if method in ("GET", "HEAD"):
+                return self._show(visit)
+
+            if method != "POST":
+                response = pages.error(405, "Method not allowed", "Use the buttons.")
+                response.headers["Allow"] = "GET, HEAD, POST"
+                return response
+
+            return self._sign_out_everywhere(visit)
+        except StoreError:
+            return pages.unavailable(
+                "Your sessions cannot be shown or ended right now. "
+                "Please try again soon."
+            )
+
+    def _show(self, visit: Visit) -> Response:
+        assert visit.session is not None and visit.account is not None
+        here = session_handle(visit.session.id)
+        records = self.gate.store.list_sessions(self.gate.clock(), visit.account.name)
+        sessions = [
+            (_when(r.started), _when(r.last_seen), r.client, r.handle == here)
+            for r in records
+        ]
+        return self.gate.pages(visit.base).account(
+            visit.account.name,
+            visit.account.groups,
+            sessions,
+            self.gate.login_views.logout_tokens.issue(visit.session.id),
+            self.tokens.issue(visit.session.id),
+        )
+
+    def _sign_out_everywhere(self, visit: Visit) -> Response:
+        assert visit.session is not None and visit.account is not None
+        request = Request(visit.environ)
+        sent = None
+        if refuse_body(request, self.gate.pages(visit.base)) is None:
+            try:
+                sent = request.form.get("csrf_token")
+            except RequestEntityTooLarge:
+                pass
+
+        if not self.tokens.check(sent, visit.session.id):
+            audit.warning(
+                "logout-refused user=%r client=%s reason=missing or stale form token",
+                visit.account.name,
+                visit.client,
+            )
+            return self.gate.pages(visit.base).error(
+                400, "Form expired", "This form has expired; open the page again."
+            )
+
+        ended = self.gate.store.remove_user_sessions(visit.account.name)
+        visit.cookie_update = ""
+        audit.info(
+            "logout-everywhere user=%r client=%s sessions=%d",
+            visit.account.name,
+            visit.client,
+            ended,
+        )
+        return signed_out(f"{visit.base}{self.gate.prefix}login")

@@ -1,0 +1,99 @@
+"""Login throttling: failure budgets per user name and per client address.
+
+Failed sign-ins are counted in the shared store under two keys, the user
+name as entered and the client address.  Once either key has used its budget
+(``max_failures`` within ``window``), further attempts are refused with 429
+before any password is checked, and each refused attempt doubles the time
+until the key resets, up to a day.  A successful sign-in clears the user
+name's count; the address keeps its own.
+
+:class:`CheckSlots` bounds how many password checks one process runs at
+once, so that a flood of logins cannot take all memory and CPU from readers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .stores import Store
+
+#: The longest a key can stay blocked, in seconds.
+MAX_BLOCK = 24 * 3600
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    """``[throttle]``: how many failures, over how long, and checks at once."""
+
+    max_failures: int = 5
+    window: int = 15 * 60
+    concurrent_checks: int = 2
+    check_wait: int = 2
+
+
+def throttle_keys(user: str, client: str) -> tuple[str, str]:
+    """Return the failure-count keys for a sign-in attempt.
+
+    The user name is lower-cased so that ``Alice`` and ``alice`` share one
+    budget.
+    """
+    return f"user:{user.lower()}", f"addr:{client}"
+
+
+def user_key(user: str) -> str:
+    """Return the key whose count a successful sign-in by *user* clears."""
+    return f"user:{user.lower()}"
+
+
+class Throttle:
+    """Apply the failure budgets of *config* using *store*."""
+
+    def __init__(self, store: Store, config: ThrottleConfig) -> None:
+        self.store = store
+        self.config = config
+
+    def retry_after(self, keys: Sequence[str], now: float) -> int | None:
+        """Return seconds to wait when any key is over budget, else ``None``."""
+        waits = []
+        for key in keys:
+            count, resets = self.store.get_failures(key, now)
+            if count >= self.config.max_failures and resets > now:
+                waits.append(math.ceil(resets - now))
+
+        return max(waits) if waits else None
+
+    def add_failure(self, keys: Sequence[str], now: float) -> None:
+        """Count a failed or refused attempt against every key."""
+        budget = self.config.max_failures
+        for key in keys:
+            count, resets = self.store.add_failure(key, now, self.config.window)
+            if count > budget:
+                # Past the budget, every attempt doubles the wait.
+                block = self.config.window * 2 ** min(count - budget - 1, 16)
+                until = now + min(block, MAX_BLOCK)
+                if until > resets:
+                    self.store.extend_failures(key, now, until)
+
+    def clear(self, key: str) -> None:
+        """Forget the failures of one key, after a successful sign-in."""
+        self.store.clear_failures(key)
+
+
+class CheckSlots:
+    """At most *size* password checks at once in this process.
+
+    A caller that cannot get a slot within *wait* seconds is turned away.
+    """
+
+    def __init__(self, size: int, wait: float) -> None:
+        self._slots = threading.BoundedSemaphore(size)
+        self.wait = wait
+
+    def acquire(self) -> bool:
+        return self._slots.acquire(timeout=self.wait)
+
+    def release(self) -> None:
+        self._slots.release()
