@@ -244,7 +244,8 @@ BAD_SETTINGS = [
     pytest.param(
         {"static": {"colour": "red"}},
         "gate.toml: [static] colour is not a known key; [static] takes "
-        "case_sensitive, directory_listing, follow_symlinks, precompressed, root.",
+        "case_sensitive, directory_listing, follow_symlinks, offload, "
+        "offload_prefix, precompressed, root.",
         id="unknown-key",
     ),
     pytest.param(

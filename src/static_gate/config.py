@@ -29,6 +29,9 @@ CONFIG_ENV = "STATIC_GATE_CONFIG"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: Values of ``[static] offload``.
+OFFLOAD_MODES = ("none", "x-accel-redirect", "x-sendfile")
+
 #: Every table and the keys it takes; ``rules`` is an array of tables.
 KEYS: dict[str, tuple[str, ...]] = {
     "static": (
@@ -37,6 +40,8 @@ KEYS: dict[str, tuple[str, ...]] = {
         "directory_listing",
         "precompressed",
         "case_sensitive",
+        "offload",
+        "offload_prefix",
     ),
     "pages": ("prefix", "title", "message", "template"),
     "auth": ("users_file", "shared_password_hash", "shared_user"),
@@ -64,6 +69,11 @@ class StaticConfig:
     precompressed: bool = True
     #: ``None`` means "find out from the file system at start-up".
     case_sensitive: bool | None = None
+    #: Who sends the bytes: the gate (``"none"``), or the front server after
+    #: an ``"x-accel-redirect"`` (nginx) or ``"x-sendfile"`` (Apache).
+    offload: str = "none"
+    #: The internal nginx location that maps to ``root``.
+    offload_prefix: str = "/_protected/"
 
 
 @dataclass(frozen=True)
@@ -230,7 +240,22 @@ def _read_static(reader: Reader, data: Mapping[str, Any]) -> StaticConfig:
         )
         case_sensitive = None
 
+    offload = table.text("offload", "none")
+    if offload not in OFFLOAD_MODES:
+        choices = ", ".join(repr(mode) for mode in OFFLOAD_MODES)
+        table.problem("offload", f"must be one of {choices}, got {offload!r}")
+        offload = "none"
+
+    offload_prefix = table.text("offload_prefix", "/_protected/")
+    if not _is_canonical_folder(offload_prefix) or offload_prefix == "/":
+        table.problem(
+            "offload_prefix",
+            f'must be a folder path such as "/_protected/", got {offload_prefix!r}',
+        )
+
     return StaticConfig(
+        offload=offload,
+        offload_prefix=offload_prefix,
         root=root,
         follow_symlinks=table.flag("follow_symlinks", False),
         directory_listing=table.flag("directory_listing", False),

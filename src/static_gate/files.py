@@ -24,6 +24,8 @@ from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
+from .paths import quote_path
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
@@ -237,6 +239,26 @@ class StaticFolder:
             refused = Response(status=416, headers=plain_headers)
             refused.headers["Content-Range"] = f"bytes */{result.st_size}"
             return refused
+
+    def hand_over(
+        self, found: Found, headers: Headers, mode: str, internal_prefix: str
+    ) -> Response:
+        """Let the front server send the file *found*, with *headers*.
+
+        :param mode: ``"x-accel-redirect"`` (nginx: an internal redirect to
+            *internal_prefix* plus the file's path) or ``"x-sendfile"``
+            (Apache's mod_xsendfile: the file's absolute path).
+        """
+        response = Response(headers=headers, content_type=guess_type(found.filename))
+        if mode == "x-sendfile":
+            response.headers["X-Sendfile"] = found.filename
+        else:
+            relative = os.path.relpath(found.filename, self.root).replace(os.sep, "/")
+            response.headers["X-Accel-Redirect"] = internal_prefix + quote_path(
+                relative
+            )
+
+        return response
 
     def _pick_variant(
         self, filename: str, result: os.stat_result, environ: WSGIEnvironment

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response
 
 from . import headers, hygiene
 from .account import AccountView
+from .auth_request import AuthRequestView
 from .config import Config, load_config
 from .credentials import Account, Accounts
 from .errors import ConfigError
@@ -73,6 +74,8 @@ class Visit:
     cookie_update: str | None = None
     #: Set when a session cookie could not be checked against the store.
     store_failed: bool = False
+    #: ``X-Original-URI`` as sent, for the auth endpoint only.
+    original_uri: str | None = None
 
     @property
     def user(self) -> str | None:
@@ -151,6 +154,7 @@ class Gate:
         )
         self.login_views = LoginViews(self)
         self.account_view = AccountView(self)
+        self.auth_view = AuthRequestView(self)
         self._outage_logged = 0.0
 
     @classmethod
@@ -187,7 +191,7 @@ class Gate:
         return answer(environ, start_response)
 
     def _begin(self, environ: WSGIEnvironment) -> Visit | Response:
-        hygiene.scrub(environ)
+        removed = hygiene.scrub(environ)
         base = quote_path(_decode(environ.get("SCRIPT_NAME", "")).rstrip("/"))
         status = hygiene.oversized_part(environ)
         if status is not None:
@@ -217,6 +221,7 @@ class Gate:
             secure=secure,
             cookie_name=cookie_name,
             cookies=parse_cookie(environ),
+            original_uri=removed.get("HTTP_X_ORIGINAL_URI"),
         )
         self._read_session(visit)
         return visit
@@ -361,7 +366,7 @@ class Gate:
         if is_under(visit.path, self.prefix):
             return self._gate_page(visit)
 
-        decision = self._decide(visit, visit.path)
+        decision = self.decide(visit, visit.path)
         if decision.outcome == ALLOW:
             if self.folder is None:
                 return decision
@@ -379,6 +384,8 @@ class Gate:
             response = self.login_views.logout(visit, method)
         elif name == "account":
             response = self.account_view.answer(visit, method)
+        elif name == "auth":
+            response = self.auth_view.answer(visit)
         else:
             response = self.pages(visit.base).error(
                 404, "Not found", "There is no page at this address."
@@ -434,7 +441,7 @@ class Gate:
         found = self.folder.find(visit.path)
         if found.kind == FILE:
             for other in self._also_judged(visit.path, found):
-                other_decision = self._decide(visit, other)
+                other_decision = self.decide(visit, other)
                 if not other_decision.allowed:
                     return self._refuse_access(visit, other_decision)
 
@@ -445,6 +452,13 @@ class Gate:
             if decision.rule.cache_control is None:
                 # A publicly cacheable answer must not carry a Set-Cookie.
                 self.set_session_cookie(visit, file_headers)
+
+            offload = self.config.static.offload
+            if offload != "none":
+                return self.folder.hand_over(
+                    found, file_headers, offload, self.config.static.offload_prefix
+                )
+
             return self.folder.respond(found, visit.environ, file_headers)
 
         if found.kind == ADD_SLASH:
@@ -478,7 +492,7 @@ class Gate:
 
         return others
 
-    def _decide(self, visit: Visit, path: str) -> Decision:
+    def decide(self, visit: Visit, path: str) -> Decision:
         groups = visit.account.groups if visit.account else frozenset()
         return self.rules.decide(path, visit.user, groups)
 

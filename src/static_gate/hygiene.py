@@ -66,11 +66,18 @@ PATH_OVERRIDE_KEYS = (
 _REMOVED = IDENTITY_KEYS + PATH_OVERRIDE_KEYS
 
 
-def scrub(environ: WSGIEnvironment) -> None:
-    """Remove identity and path-rewriting headers from *environ* in place."""
+def scrub(environ: WSGIEnvironment) -> dict[str, str]:
+    """Remove identity and path-rewriting headers from *environ* in place.
+
+    Returns what was removed, for the one reader that may look at it: the
+    auth endpoint, which takes ``X-Original-URI`` from a trusted proxy.
+    """
+    removed = {}
     for key in _REMOVED:
         if key in environ:
-            del environ[key]
+            removed[key] = environ.pop(key)
+
+    return removed
 
 
 def oversized_part(environ: WSGIEnvironment) -> int | None:
