@@ -141,9 +141,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--user", help="only this user's sessions")
     sessions.set_defaults(handler=_sessions_list)
     session_commands = sessions.add_subparsers(title="session commands")
-    revoke = session_commands.add_parser(
-        "revoke", parents=[with_config], help="end one session, by its id"
-    )
+    revoke = session_commands.add_parser("revoke", help="end one session, by its id")
+    # Not inherited: a default here would replace a --config given before
+    # the subcommand.
+    revoke.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
     revoke.add_argument("id", help="the session id that 'sessions' lists")
     revoke.set_defaults(handler=_sessions_revoke)
 
@@ -398,9 +399,13 @@ def _require_user(path: Path, name: str) -> None:
 def _check(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args))
     accounts = _accounts_for(config)
+    with _open_state(args) as store:
+        description = store.description
+
     print(f"{config.source}: valid")
     for line in describe_config(config, accounts):
         print(line)
+    print(f"  state     {description}")
     return 0
 
 

@@ -76,6 +76,9 @@ class Visit:
     store_failed: bool = False
     #: ``X-Original-URI`` as sent, for the auth endpoint only.
     original_uri: str | None = None
+    #: A validly signed session that the store could not confirm: sign-out
+    #: must still be able to end it.
+    unconfirmed: Session | None = None
 
     @property
     def user(self) -> str | None:
@@ -303,6 +306,7 @@ class Gate:
                 return True
 
             visit.store_failed = True
+            visit.unconfirmed = session
             return False
 
         if not is_open:

@@ -253,12 +253,15 @@ class LoginViews:
 
     def logout(self, visit: Visit, method: str) -> Response:
         login_page = f"{visit.base}{self.gate.prefix}login"
-        if visit.session is None or visit.account is None:
+        # During a store outage the session is signed but unconfirmed; it
+        # must still be possible to end it here.
+        session = visit.session or visit.unconfirmed
+        if session is None:
             return Response(status=303, headers={"Location": login_page})
 
         if method in ("GET", "HEAD"):
-            token = self.logout_tokens.issue(visit.session.id)
-            return self.gate.pages(visit.base).logout_confirm(token, visit.account.name)
+            token = self.logout_tokens.issue(session.id)
+            return self.gate.pages(visit.base).logout_confirm(token, session.user)
 
         if method != "POST":
             response = self.gate.pages(visit.base).error(
@@ -275,10 +278,10 @@ class LoginViews:
             except RequestEntityTooLarge:
                 pass
 
-        if not self.logout_tokens.check(sent, visit.session.id):
+        if not self.logout_tokens.check(sent, session.id):
             audit.warning(
                 "logout-refused user=%r client=%s reason=missing or stale form token",
-                visit.account.name,
+                session.user,
                 visit.client,
             )
             return self.gate.pages(visit.base).error(
@@ -289,13 +292,13 @@ class LoginViews:
 
         visit.cookie_update = ""
         try:
-            self.gate.store.remove_session(session_handle(visit.session.id))
+            self.gate.store.remove_session(session_handle(session.id))
         except StoreError as error:
             # The cookie goes, but a copy of it would live on: say so.
             logger.error("logout not recorded, state store out of reach: %s", error)
             audit.warning(
                 "logout-unrecorded user=%r client=%s reason=state store out of reach",
-                visit.account.name,
+                session.user,
                 visit.client,
             )
             return self.gate.pages(visit.base).unavailable(
@@ -303,7 +306,7 @@ class LoginViews:
                 "record it. Please sign out again in a moment."
             )
 
-        audit.info("logout user=%r client=%s", visit.account.name, visit.client)
+        audit.info("logout user=%r client=%s", session.user, visit.client)
         return signed_out(login_page)
 
 

@@ -3,8 +3,8 @@
 Failed sign-ins are counted in the shared store under two keys, the user
 name as entered and the client address.  Once either key has used its budget
 (``max_failures`` within ``window``), further attempts are refused with 429
-before any password is checked, and each refused attempt doubles the time
-until the key resets, up to a day.  A successful sign-in clears the user
+before any password is checked.  The first refused attempt keeps the key
+blocked for ``window``; each further one doubles that, up to a day.  A successful sign-in clears the user
 name's count; the address keeps its own.
 
 :class:`CheckSlots` bounds how many password checks one process runs at

@@ -71,11 +71,27 @@ class SqliteStore:
             local.connection = None
             local.pid = os.getpid()
 
+        if local.connection is not None and self._identity() != local.identity:
+            # The file was deleted or replaced: an open connection would go on
+            # using the old, unlinked copy that no other process sees.
+            local.connection.close()
+            local.connection = None
+            raise StoreError(f"{self.description}: the file was replaced or removed")
+
         if local.connection is None:
             local.connection = self._connect()
+            local.identity = self._identity()
 
         connection: sqlite3.Connection = local.connection
         return connection
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            result = os.stat(self.path)
+        except OSError:
+            return None
+
+        return (result.st_dev, result.st_ino)
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
