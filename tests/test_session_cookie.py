@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from itsdangerous import base64_decode
 from werkzeug.test import TestResponse
 
 from conftest import (
@@ -448,9 +446,8 @@ def test_session_cookie_holds_no_password_material(gate: Gate, tmp_path: Path) -
         line.split(":")[1] for line in users.splitlines() if line.startswith("alice:")
     )
 
-    payload = base64_decode(cookie.lstrip(".").rsplit(".", 1)[0])
-    text = (zlib.decompress(payload) if cookie.startswith(".") else payload).decode()
-    assert '"alice"' in text
+    text = cookie.rsplit(".", 1)[0]
+    assert text.split("|")[2] == "alice"
     assert PASSWORDS["alice"] not in text
     assert alice_hash not in text
     assert alice_hash.rsplit("$", 1)[1] not in text
