@@ -17,6 +17,7 @@ import time
 from base64 import urlsafe_b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -48,8 +49,9 @@ class Account:
     password_hash: str
     groups: frozenset[str] = frozenset()
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
+        # Checked on every request; computed once per account.
         return fingerprint(self.password_hash)
 
 

@@ -14,16 +14,14 @@ import mimetypes
 import os
 import stat
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from werkzeug.datastructures import Headers
-from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.http import parse_accept_header
 from werkzeug.utils import get_content_type
-from werkzeug.wrappers import Response
-from werkzeug.wsgi import wrap_file
 
+from .file_response import FileAnswer, HeaderList, answer_with_file
 from .paths import quote_path
 
 if TYPE_CHECKING:
@@ -74,8 +72,12 @@ _NOTHING = Found(MISSING)
 
 def guess_type(filename: str) -> str:
     """Return the ``Content-Type`` for *filename*, with a charset for text."""
-    extension = os.path.splitext(filename)[1].lower()
-    mimetype = _TYPES.get(extension) or mimetypes.guess_type(filename)[0]
+    return _type_of(os.path.splitext(filename)[1].lower())
+
+
+@lru_cache(maxsize=256)
+def _type_of(extension: str) -> str:
+    mimetype = _TYPES.get(extension) or mimetypes.guess_type("x" + extension)[0]
     return get_content_type(mimetype or "application/octet-stream", "utf-8")
 
 
@@ -126,7 +128,7 @@ class StaticFolder:
             return Found(ADD_SLASH)
 
         index = os.path.join(filename, INDEX)
-        index_result = self._stat(index)
+        index_result = self._stat(index, folders_checked=True)
         if index_result is not None and stat.S_ISREG(index_result.st_mode):
             also = (path + INDEX, *self._link_targets(index))
             return Found(FILE, index, index_result, also)
@@ -151,7 +153,14 @@ class StaticFolder:
 
         return ("/" + os.path.relpath(real, self.root).replace(os.sep, "/"),)
 
-    def _stat(self, filename: str) -> os.stat_result | None:
+    def _stat(
+        self, filename: str, folders_checked: bool = False
+    ) -> os.stat_result | None:
+        """``stat`` *filename*, or ``None`` if it is missing or behind a link.
+
+        :param folders_checked: the folders above *filename* were already
+            found free of links (it is a sibling or child of a checked path).
+        """
         try:
             if self.follow_symlinks:
                 return os.stat(filename)
@@ -163,11 +172,21 @@ class StaticFolder:
         if stat.S_ISLNK(result.st_mode):
             return None
 
-        # lstat checked the last component only; realpath sees the others.
-        if os.path.realpath(filename) != filename:
+        if not folders_checked and self._has_link_above(filename):
             return None
 
         return result
+
+    def _has_link_above(self, filename: str) -> bool:
+        # The root itself was resolved at start-up; only the folders between
+        # it and the file need a look, one lstat each.
+        folder = os.path.dirname(filename)
+        while len(folder) > len(self.root):
+            if os.path.islink(folder):
+                return True
+            folder = os.path.dirname(folder)
+
+        return False
 
     def list_folder(self, found: Found) -> list[tuple[str, bool]]:
         """Return ``(name, is_folder)`` for the visible entries of a folder."""
@@ -189,19 +208,16 @@ class StaticFolder:
         return sorted(entries)
 
     def respond(
-        self, found: Found, environ: WSGIEnvironment, headers: Headers
-    ) -> Response:
-        """Answer with the file *found*: conditional, ranged and HEAD aware.
+        self, found: Found, environ: WSGIEnvironment, headers: HeaderList
+    ) -> FileAnswer | None:
+        """Answer with the file *found*, or ``None`` when it cannot be opened.
 
         :param headers: headers to send with every outcome, 304 and 416
-            included.
+            included; the file's own are added to the list.
         """
         filename, result = found.filename, found.stat
-        # werkzeug's Response adopts the Headers object it is given; refusals
-        # below must not inherit the file's length and validators.
-        plain_headers = Headers(headers)
         if result is None:
-            return Response(status=404, headers=plain_headers)
+            return None
 
         content_type = guess_type(filename)
         encoding = None
@@ -210,55 +226,31 @@ class StaticFolder:
                 filename, result, environ
             )
             if varies:
-                headers.add("Vary", "Accept-Encoding")
+                headers.append(("Vary", "Accept-Encoding"))
 
-        try:
-            file = open(filename, "rb")  # closed by the WSGI server
-        except OSError:
-            return Response(status=404, headers=plain_headers)
-
-        response = Response(
-            wrap_file(environ, file),
-            headers=headers,
-            content_type=content_type,
-            direct_passthrough=True,
+        return answer_with_file(
+            environ, filename, result, content_type, encoding, headers
         )
-        response.content_length = result.st_size
-        response.last_modified = result.st_mtime  # type: ignore[assignment]
-        tag = f"{result.st_mtime_ns:x}-{result.st_size:x}"
-        response.set_etag(f"{tag}-{encoding}" if encoding else tag)
-        if encoding:
-            response.content_encoding = encoding
-
-        try:
-            return response.make_conditional(
-                environ, accept_ranges=True, complete_length=result.st_size
-            )
-        except RequestedRangeNotSatisfiable:
-            response.close()
-            refused = Response(status=416, headers=plain_headers)
-            refused.headers["Content-Range"] = f"bytes */{result.st_size}"
-            return refused
 
     def hand_over(
-        self, found: Found, headers: Headers, mode: str, internal_prefix: str
-    ) -> Response:
+        self, found: Found, headers: HeaderList, mode: str, internal_prefix: str
+    ) -> FileAnswer:
         """Let the front server send the file *found*, with *headers*.
 
         :param mode: ``"x-accel-redirect"`` (nginx: an internal redirect to
             *internal_prefix* plus the file's path) or ``"x-sendfile"``
             (Apache's mod_xsendfile: the file's absolute path).
         """
-        response = Response(headers=headers, content_type=guess_type(found.filename))
+        headers.append(("Content-Type", guess_type(found.filename)))
         if mode == "x-sendfile":
-            response.headers["X-Sendfile"] = found.filename
+            headers.append(("X-Sendfile", found.filename))
         else:
             relative = os.path.relpath(found.filename, self.root).replace(os.sep, "/")
-            response.headers["X-Accel-Redirect"] = internal_prefix + quote_path(
-                relative
-            )
+            target = internal_prefix + quote_path(relative)
+            headers.append(("X-Accel-Redirect", target))
 
-        return response
+        headers.append(("Content-Length", "0"))
+        return FileAnswer("200 OK", headers, ())
 
     def _pick_variant(
         self, filename: str, result: os.stat_result, environ: WSGIEnvironment
@@ -272,7 +264,7 @@ class StaticFolder:
         varies = False
         for encoding, suffix in _ENCODINGS:
             sibling = filename + suffix
-            sibling_result = self._stat(sibling)
+            sibling_result = self._stat(sibling, folders_checked=True)
             if sibling_result is None or not stat.S_ISREG(sibling_result.st_mode):
                 continue
 

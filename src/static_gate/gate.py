@@ -25,6 +25,7 @@ from .auth_request import AuthRequestView
 from .config import Config, load_config
 from .credentials import Account, Accounts
 from .errors import ConfigError
+from .file_response import FileAnswer
 from .files import (
     ADD_SLASH,
     FILE,
@@ -34,6 +35,7 @@ from .files import (
     StaticFolder,
     is_case_sensitive,
 )
+from .files import MISSING as NOT_FOUND
 from .login import LoginViews
 from .pages import Pages, load_template
 from .paths import PathRejected, canonical_path, is_under, quote_path, with_query
@@ -195,7 +197,8 @@ class Gate:
 
     def _begin(self, environ: WSGIEnvironment) -> Visit | Response:
         removed = hygiene.scrub(environ)
-        base = quote_path(_decode(environ.get("SCRIPT_NAME", "")).rstrip("/"))
+        script_name = environ.get("SCRIPT_NAME", "")
+        base = quote_path(_decode(script_name).rstrip("/")) if script_name else ""
         status = hygiene.oversized_part(environ)
         if status is not None:
             return self._refuse(base, status)
@@ -337,21 +340,24 @@ class Gate:
 
     def set_session_cookie(self, visit: Visit, target: Headers) -> None:
         """Add the ``Set-Cookie`` header that *visit* calls for, if any."""
+        cookie = self.session_cookie(visit)
+        if cookie is not None:
+            target.add("Set-Cookie", cookie)
+
+    def session_cookie(self, visit: Visit) -> str | None:
+        """Return the ``Set-Cookie`` value that *visit* calls for, or ``None``."""
         if visit.cookie_update is None:
-            return
+            return None
 
         value = visit.cookie_update
-        target.add(
-            "Set-Cookie",
-            dump_cookie(
-                visit.cookie_name,
-                value,
-                max_age=None if value else 0,
-                path=visit.cookie_path,
-                secure=visit.secure,
-                httponly=True,
-                samesite="Lax",
-            ),
+        return dump_cookie(
+            visit.cookie_name,
+            value,
+            max_age=None if value else 0,
+            path=visit.cookie_path,
+            secure=visit.secure,
+            httponly=True,
+            samesite="Lax",
         )
 
     # -- dispatching ------------------------------------------------------
@@ -365,7 +371,7 @@ class Gate:
             base + self.prefix,
         )
 
-    def _dispatch(self, visit: Visit) -> Response | Decision:
+    def _dispatch(self, visit: Visit) -> Response | FileAnswer | Decision:
         """Answer *visit*, or return the decision to pass it to the app."""
         if is_under(visit.path, self.prefix):
             return self._gate_page(visit)
@@ -431,7 +437,7 @@ class Gate:
         self.set_session_cookie(visit, response.headers)
         return response
 
-    def _serve(self, visit: Visit, decision: Decision) -> Response:
+    def _serve(self, visit: Visit, decision: Decision) -> Response | FileAnswer:
         assert self.folder is not None, "only called in folder mode"
         pages = self.pages(visit.base)
         method = visit.environ.get("REQUEST_METHOD", "GET")
@@ -452,18 +458,19 @@ class Gate:
                 if other_decision.rule.cache_control is None:
                     decision = other_decision
 
-            file_headers = headers.content_headers(decision.rule.cache_control)
-            if decision.rule.cache_control is None:
-                # A publicly cacheable answer must not carry a Set-Cookie.
-                self.set_session_cookie(visit, file_headers)
-
+            file_headers = self._content_headers(visit, decision)
             offload = self.config.static.offload
             if offload != "none":
                 return self.folder.hand_over(
                     found, file_headers, offload, self.config.static.offload_prefix
                 )
 
-            return self.folder.respond(found, visit.environ, file_headers)
+            answer = self.folder.respond(found, visit.environ, file_headers)
+            if answer is not None:
+                return answer
+
+            # Gone between the lookup and the opening.
+            found = Found(NOT_FOUND)
 
         if found.kind == ADD_SLASH:
             location = with_query(
@@ -479,6 +486,19 @@ class Gate:
             )
 
         return self.finish(visit, response)
+
+    def _content_headers(
+        self, visit: Visit, decision: Decision
+    ) -> list[tuple[str, str]]:
+        """The headers of a file or of the wrapped app's answer."""
+        cache_control = decision.rule.cache_control
+        result = headers.content_headers(cache_control)
+        cookie = self.session_cookie(visit)
+        # A publicly cacheable answer must never carry a Set-Cookie.
+        if cookie is not None and cache_control is None:
+            result.append(("Set-Cookie", cookie))
+
+        return result
 
     @staticmethod
     def _also_judged(path: str, found: Found) -> list[str]:
@@ -516,10 +536,7 @@ class Gate:
         self, visit: Visit, decision: Decision, start_response: StartResponse
     ) -> Iterable[bytes]:
         assert self.app is not None, "only called in wrap mode"
-        gate_headers = headers.content_headers(decision.rule.cache_control)
-        if decision.rule.cache_control is None:
-            # A publicly cacheable answer must not carry a Set-Cookie.
-            self.set_session_cookie(visit, gate_headers)
+        gate_headers = self._content_headers(visit, decision)
 
         def guarded_start_response(
             status: str,

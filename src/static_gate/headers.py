@@ -40,15 +40,19 @@ def protect(headers: Headers, cache_control: str | None = None) -> None:
     headers.add("Vary", "Cookie")
 
 
-def content_headers(cache_control: str | None = None) -> Headers:
-    """Return the headers for a file or for a wrapped application's answer."""
-    headers = Headers([CONTENT_POLICY])
-    protect(headers, cache_control)
-    return headers
+_CONTENT = (CONTENT_POLICY, *_ALWAYS, ("Vary", "Cookie"))
+
+
+def content_headers(cache_control: str | None = None) -> list[tuple[str, str]]:
+    """Return the headers for a file or for a wrapped application's answer.
+
+    A plain list, not werkzeug's ``Headers``: this runs on every request.
+    """
+    return [*_CONTENT, ("Cache-Control", cache_control or PROTECTED_CACHE)]
 
 
 def merge(
-    app_headers: list[tuple[str, str]], gate_headers: Headers
+    app_headers: list[tuple[str, str]], gate_headers: list[tuple[str, str]]
 ) -> list[tuple[str, str]]:
     """Put the gate's headers over a wrapped application's own.
 
@@ -58,5 +62,5 @@ def merge(
     merged = [
         (name, value) for name, value in app_headers if name.lower() not in _REPLACED
     ]
-    merged.extend(gate_headers.to_wsgi_list())
+    merged.extend(gate_headers)
     return merged

@@ -4,8 +4,8 @@ Failed sign-ins are counted in the shared store under two keys, the user
 name as entered and the client address.  Once either key has used its budget
 (``max_failures`` within ``window``), further attempts are refused with 429
 before any password is checked.  The first refused attempt keeps the key
-blocked for ``window``; each further one doubles that, up to a day.  A successful sign-in clears the user
-name's count; the address keeps its own.
+blocked for ``window``; each further one doubles that, up to a day.  A
+successful sign-in clears the user name's count; the address keeps its own.
 
 :class:`CheckSlots` bounds how many password checks one process runs at
 once, so that a flood of logins cannot take all memory and CPU from readers.
