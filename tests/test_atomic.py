@@ -108,7 +108,23 @@ def test_locked_holds_an_exclusive_lock(tmp_path: Path) -> None:
         assert not can_lock(lock_path)
 
     assert can_lock(lock_path)
-    assert mode_of(lock_path) == 0o600
+    assert mode_of(lock_path) & 0o007 == 0, "other users must not touch the lock"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files away")
+def test_rewrite_keeps_the_owner_and_group(tmp_path: Path) -> None:
+    """A users file rewritten by root stays readable by the server's user."""
+    path = tmp_path / "users.txt"
+    path.write_text("old\n")
+    os.chown(path, 65534, 65534)
+
+    with locked(path):
+        write_atomic(path, "new\n")
+
+    result = path.stat()
+    assert (result.st_uid, result.st_gid) == (65534, 65534)
+    lock = (tmp_path / "users.txt.lock").stat()
+    assert (lock.st_uid, lock.st_gid) == (65534, 65534)
 
 
 def test_locked_releases_the_lock_on_error(tmp_path: Path) -> None:

@@ -654,8 +654,9 @@ def test_missing_key_file(write_config: WriteConfig, tmp_path: Path) -> None:
     path = write_config(session={"secret_file": "missing.secret"})
     expected = (
         f"gate.toml: [session] secret_file '{tmp_path}/missing.secret' cannot be "
-        "read (No such file or directory); create it with "
-        "'static-gate secret > missing.secret' and 'chmod 600'."
+        "read (No such file or directory); if it is missing, create it with "
+        f"'(umask 077; static-gate secret > {tmp_path}/missing.secret)', else let "
+        "this process's user read it."
     )
 
     with pytest.raises(ConfigError, match=re.escape(expected)):

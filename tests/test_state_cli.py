@@ -366,3 +366,29 @@ def test_bad_setting_is_reported(
         load_config(path, environ={})
 
     assert caught.value.problems == (f"gate.toml: {expected}",)
+
+
+# -- the command line never creates the store ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["sessions"], ["user", "logout", "alice"], ["sessions", "revoke", "abc"]],
+)
+def test_session_commands_do_not_create_a_missing_store(
+    cli: Cli, config: Path, args: list[str]
+) -> None:
+    """Run as root, they would leave a store the server could not write."""
+    result = cli(*args, "--config", str(config))
+
+    assert result.code == 2
+    assert "does not exist yet" in result.err
+    assert not (config.parent / "state").exists()
+
+
+def test_check_tries_a_missing_store_and_leaves_nothing(cli: Cli, config: Path) -> None:
+    result = cli("check", "--config", str(config))
+
+    assert result.code == 0
+    assert "made when the gate first starts" in result.out
+    assert not (config.parent / "state").exists()

@@ -18,10 +18,16 @@ from pathlib import Path
 def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     """Replace *path* with *text* in one step.
 
-    An existing file keeps its permission bits; a new one gets *mode*.
+    An existing file keeps its permission bits, and its owner and group
+    where this process may set them (as root): otherwise a command run by
+    root would leave a users file the server's user can no longer read.
+    A new file gets *mode*.
     """
+    owner = None
     try:
-        mode = path.stat().st_mode & 0o777
+        current = path.stat()
+        mode = current.st_mode & 0o777
+        owner = (current.st_uid, current.st_gid)
     except FileNotFoundError:
         pass
 
@@ -35,6 +41,8 @@ def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
             os.fsync(file.fileno())
 
         os.chmod(temporary, mode)
+        if owner is not None and os.geteuid() == 0:
+            os.chown(temporary, *owner)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -57,9 +65,23 @@ def _sync_folder(folder: Path) -> None:
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock for *path* while the block runs."""
     lock_path = path.with_name(path.name + ".lock")
-    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o660)
     try:
+        # The server's user takes this lock too (to store upgraded hashes).
+        _match_owner(descriptor, path)
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
         os.close(descriptor)
+
+
+def _match_owner(descriptor: int, path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+
+    try:
+        current = path.stat()
+    except FileNotFoundError:
+        return
+
+    os.fchown(descriptor, current.st_uid, current.st_gid)

@@ -40,6 +40,7 @@ from .paths import PathRejected, canonical_path, is_under
 from .rules import RuleSet
 from .scaffold import create_site
 from .stores import Store, StoreError, open_store
+from .stores.sqlite import SqliteStore
 
 DEFAULT_CONFIG = "gate.toml"
 
@@ -209,19 +210,13 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import waitress
 
+    from .accesslog import AccessLog
     from .gate import Gate
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from .accesslog import AccessLog
-
     gate = AccessLog(Gate(load_config(_config_path(args))))
-    print(
-        f"static-gate: serving on http://{_url_host(args.host)}:{args.port}/",
-        flush=True,
-    )
     try:
-        # waitress handles Ctrl-C itself and returns.
-        waitress.serve(
+        server = waitress.create_server(
             gate,
             host=args.host,
             port=args.port,
@@ -233,6 +228,12 @@ def _serve(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port} ({error.strerror})."
         ) from None
 
+    # Printed once the port is bound, so the URL line means it is serving.
+    print(
+        f"static-gate: serving on http://{_url_host(args.host)}:{args.port}/",
+        flush=True,
+    )
+    server.run()  # returns on Ctrl-C or SIGTERM, after closing the sockets
     print("static-gate: stopped", file=sys.stderr)
     return 0
 
@@ -342,7 +343,7 @@ def _open_state(args: argparse.Namespace) -> Iterator[Store]:
     """Open the configured state store, or fail with one line."""
     config = load_config(_config_path(args), need_keys=False)
     try:
-        store = open_store(config.state.store, config.state.folder)
+        store = open_store(config.state.store, config.state.folder, create=False)
         store.check()
     except StoreError as error:
         raise ConfigError(f"[state] store cannot be used: {error}.") from None
@@ -399,14 +400,54 @@ def _require_user(path: Path, name: str) -> None:
 def _check(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args))
     accounts = _accounts_for(config)
-    with _open_state(args) as store:
-        description = store.description
-
+    description = _try_state(config)
     print(f"{config.source}: valid")
     for line in describe_config(config, accounts):
         print(line)
     print(f"  state     {description}")
     return 0
+
+
+def _try_state(config: Config) -> str:
+    """Prove the store can be used, leaving nothing behind; describe it.
+
+    A SQLite file that does not exist yet is created and removed again
+    (with any folders made for it), so that ``check`` run by root never
+    leaves a store the server's user cannot write.
+    """
+    state = config.state
+    store = open_store(state.store, state.folder)
+    trial = isinstance(store, SqliteStore) and not store.path.exists()
+    made: list[Path] = []
+    if isinstance(store, SqliteStore) and trial:
+        folder = store.path.parent
+        while not folder.exists() and folder != folder.parent:
+            made.append(folder)
+            folder = folder.parent
+
+    try:
+        store.check()
+    except StoreError as error:
+        raise ConfigError(f"[state] store cannot be used: {error}.") from None
+    finally:
+        store.close()
+        if isinstance(store, SqliteStore) and trial:
+            _remove_trial(store.path, made)
+
+    if trial:
+        return f"{store.description} (made when the gate first starts)"
+
+    return store.description
+
+
+def _remove_trial(path: Path, folders: list[Path]) -> None:
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(OSError):
+            (path.parent / name).unlink()
+
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _accounts_for(config: Config) -> Accounts:

@@ -168,13 +168,15 @@ class UsersFile:
         self._accounts = read_users_file(path)
         self._checked_at = clock()
 
-    def _stat(self) -> tuple[int, int, int] | None:
+    def _stat(self) -> tuple[int, int, int, int] | None:
         try:
             result = self.path.stat()
         except OSError:
             return None
 
-        return (result.st_ino, result.st_size, result.st_mtime_ns)
+        # ctime too: a chmod or chown that makes the file readable again
+        # changes nothing else.
+        return (result.st_ino, result.st_size, result.st_mtime_ns, result.st_ctime_ns)
 
     def accounts(self) -> dict[str, Account]:
         """Return the current accounts, re-reading the file if it changed."""

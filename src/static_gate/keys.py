@@ -110,8 +110,9 @@ def load_keys(
     except OSError as error:
         raise ConfigError(
             f"{config_name}: [session] secret_file {str(key_file)!r} cannot be "
-            f"read ({error.strerror}); create it with "
-            f"'static-gate secret > {key_file.name}' and 'chmod 600'."
+            f"read ({error.strerror}); if it is missing, create it with "
+            f"'(umask 077; static-gate secret > {key_file})', else let this "
+            "process's user read it."
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(

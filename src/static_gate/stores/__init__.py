@@ -93,12 +93,13 @@ class Store(Protocol):
         """Release connections."""
 
 
-def open_store(url: str, state_folder: Path) -> Store:
+def open_store(url: str, state_folder: Path, create: bool = True) -> Store:
     """Return the store that ``[state] store`` names.
 
     :param url: ``"sqlite"``, ``"sqlite:PATH"``, ``"memory"``, or a
         ``redis://`` or ``rediss://`` URL.
     :param state_folder: where the default SQLite file goes.
+    :param create: whether a missing SQLite file may be created.
     :raises StoreError: an unknown kind, or the redis package is missing.
     """
     if url == "memory":
@@ -111,7 +112,7 @@ def open_store(url: str, state_folder: Path) -> Store:
 
         path = url[len("sqlite:") :] if url.startswith("sqlite:") else ""
         filename = state_folder / (path or "static-gate.sqlite3")
-        return SqliteStore(filename)
+        return SqliteStore(filename, create)
 
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore

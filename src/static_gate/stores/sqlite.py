@@ -59,8 +59,12 @@ RETURNING count, resets
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, create: bool = True) -> None:
+        """:param create: make the file (and its folder) when missing; the
+        command line passes ``False``, so that a command run by root never
+        creates a store the server's user cannot write."""
         self.path = path
+        self.create = create
         self.description = f"SQLite file {path}"
         self._local = threading.local()
         self._swept = 0.0
@@ -94,6 +98,12 @@ class SqliteStore:
         return (result.st_dev, result.st_ino)
 
     def _connect(self) -> sqlite3.Connection:
+        if not self.create and not self.path.exists():
+            raise StoreError(
+                f"{self.description} does not exist yet; it is created when the "
+                "gate first starts"
+            )
+
         self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         connection = sqlite3.connect(
             self.path, timeout=_BUSY_TIMEOUT, isolation_level=None
