@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import pytest
 
 from static_gate.stores.memory import MemoryStore
 from static_gate.throttle import (
+    CHECK_NICENESS,
     MAX_BLOCK,
+    CheckBusy,
     CheckSlots,
     Throttle,
     ThrottleConfig,
@@ -176,3 +180,26 @@ def test_check_slots_cannot_be_released_more_than_taken() -> None:
 
     with pytest.raises(ValueError):
         slots.release()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice")
+def test_checks_run_at_lower_priority_than_readers() -> None:
+    """A flood of sign-ins gets only the CPU that readers leave."""
+
+    def own_niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    slots = CheckSlots(1, wait=1)
+
+    assert slots.run(own_niceness) == min(19, own_niceness() + CHECK_NICENESS)
+
+
+def test_busy_slots_refuse_to_run() -> None:
+    slots = CheckSlots(1, wait=0.05)
+    assert slots.acquire()
+
+    with pytest.raises(CheckBusy):
+        slots.run(lambda: None)
+
+    slots.release()
+    assert slots.run(lambda: 42) == 42

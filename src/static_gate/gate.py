@@ -226,7 +226,7 @@ class Gate:
             client=client_address(environ, trusted),
             secure=secure,
             cookie_name=cookie_name,
-            cookies=parse_cookie(environ),
+            cookies=_cookies(environ, self.config.session.cookie_name),
             original_uri=removed.get("HTTP_X_ORIGINAL_URI"),
         )
         self._read_session(visit)
@@ -569,6 +569,19 @@ def _open_store(config: Config, where: str) -> Store:
         logger.info("state store: %s", store.description)
 
     return store
+
+
+def _cookies(environ: WSGIEnvironment, base_name: str) -> dict[str, str]:
+    """The request's cookies; skipped cheaply when none is the gate's own.
+
+    :param base_name: ``[session] cookie_name``, which every cookie of the
+        gate contains (after a ``__Host-`` or ``__Secure-`` prefix).
+    """
+    header = environ.get("HTTP_COOKIE", "")
+    if base_name not in header:
+        return {}
+
+    return dict(parse_cookie(header))
 
 
 def _decode(value: str) -> str:

@@ -20,7 +20,7 @@ from .csrf import TOKEN_MAX_AGE, CsrfTokens, is_nonce, new_nonce
 from .hygiene import MAX_FORM_BYTES
 from .paths import quote_path, safe_redirect_target, with_query
 from .stores import SessionRecord, StoreError, session_handle
-from .throttle import throttle_keys, user_key
+from .throttle import CheckBusy, throttle_keys, user_key
 
 if TYPE_CHECKING:
     from .gate import Gate, Visit
@@ -133,7 +133,11 @@ class LoginViews:
 
         account = None
         if len(user) <= MAX_USER_LENGTH and len(password) <= MAX_PASSWORD_LENGTH:
-            if not gate.check_slots.acquire():
+            try:
+                account = gate.check_slots.run(
+                    lambda: gate.accounts.authenticate(user, password)
+                )
+            except CheckBusy:
                 audit.warning(
                     "login-busy user=%r client=%s reason=too many checks at once",
                     user[:MAX_USER_LENGTH],
@@ -143,11 +147,6 @@ class LoginViews:
                     "Too many people are signing in. Please try again in a moment.",
                     retry_after=5,
                 )
-
-            try:
-                account = gate.accounts.authenticate(user, password)
-            finally:
-                gate.check_slots.release()
 
         if account is None:
             gate.throttle.add_failure(keys, now)

@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from itsdangerous import BadSignature, Signer, want_bytes
 
@@ -23,6 +24,9 @@ from .keys import SecretKey
 # No field can hold "|": ids and fingerprints are URL-safe base64, and user
 # names are restricted (see config.is_user_name).
 _FORMAT = "1"
+
+#: How many verified cookie values each process remembers.
+VERIFIED_CACHE_SIZE = 4096
 _SEPARATOR = "|"
 
 # Why a cookie was not accepted; the gate logs these.
@@ -96,6 +100,10 @@ class SessionCodec:
         self._signer = make_signer(keys, "static-gate.session")
         self.lifetime = lifetime
         self.idle_timeout = idle_timeout
+        # A browser sends the same cookie on every request until it is
+        # refreshed: remember the values whose signature already verified.
+        # Only the signature check is cached; the times are checked anew.
+        self._verified = lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._verify)
         # Refreshing last_seen on every response would set a cookie on every
         # response; a small fraction of the idle timeout is precise enough.
         self.refresh_after = max(1, min(60, idle_timeout // 10))
@@ -124,12 +132,7 @@ class SessionCodec:
         if not value:
             return SessionCheck(None, MISSING)
 
-        try:
-            payload = self._signer.unsign(value).decode("ascii")
-        except (BadSignature, UnicodeError):
-            return SessionCheck(None, TAMPERED)
-
-        session = _decode(payload)
+        session = self._verified(value)
         if session is None or session.issued_at > now + 60:
             return SessionCheck(None, TAMPERED)
 
@@ -140,6 +143,15 @@ class SessionCodec:
             return SessionCheck(None, IDLE)
 
         return SessionCheck(session)
+
+    def _verify(self, value: str) -> Session | None:
+        """Check the signature and the fields; no clock is involved."""
+        try:
+            payload = self._signer.unsign(value).decode("ascii")
+        except (BadSignature, UnicodeError):
+            return None
+
+        return _decode(payload)
 
     def needs_refresh(self, session: Session, now: float) -> bool:
         """Tell whether the cookie should be re-issued with a new last-seen time."""
