@@ -8,7 +8,8 @@ servers (Apache, nginx) fit the same class.
 
 :class:`HttpClient` is a small client on raw sockets and ``http.client``'s
 response parser: one fresh connection per request, a cookie jar kept as a
-dict, no redirects followed, and a timeout on every socket.
+dict, no redirects followed, and a timeout on every socket.  It speaks
+https too, for servers that terminate TLS themselves (Apache with mod_ssl).
 
 Everything listens on and connects to 127.0.0.1 only.
 """
@@ -23,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -440,8 +442,10 @@ class HttpClient:
     to a server with several worker processes are spread the way separate
     visitors are.  Cookies are kept by name only, without path or expiry.
 
-    :param base_url: ``http://127.0.0.1:PORT``.
+    :param base_url: ``http://127.0.0.1:PORT`` or ``https://HOST:PORT``.
     :param cookies: the jar to start with; it is updated by every response.
+    :param tls: for https, the context that checks the server's
+        certificate (a test's self-signed one); by default the system's.
     """
 
     def __init__(
@@ -450,15 +454,24 @@ class HttpClient:
         *,
         cookies: Mapping[str, str] | None = None,
         timeout: float = HTTP_SECONDS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http" or parts.hostname is None or parts.port is None:
-            raise ValueError(f"expected http://HOST:PORT, got {base_url!r}")
+        if (
+            parts.scheme not in ("http", "https")
+            or parts.hostname is None
+            or parts.port is None
+        ):
+            raise ValueError(f"expected http(s)://HOST:PORT, got {base_url!r}")
 
         self.host = parts.hostname
         self.port = parts.port
         self.cookies = dict(cookies or {})
         self.timeout = timeout
+        #: How connections are wrapped in TLS; ``None`` for plain http.
+        self.tls: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self.tls = tls or ssl.create_default_context()
 
     def get(self, path: str) -> Reply:
         return self.request("GET", path)
@@ -555,6 +568,12 @@ class HeldRequest:
             (client.host, client.port), timeout=client.timeout
         )
         try:
+            if client.tls is not None:
+                # Checks the certificate against the host name or IP address.
+                self._sock = client.tls.wrap_socket(
+                    self._sock, server_hostname=client.host
+                )
+
             self._sock.sendall(raw[:-1])
         except OSError:
             self._sock.close()
@@ -610,12 +629,14 @@ def sign_in(
     *,
     prefix: str = "/_gate/",
     cookie: str = SESSION_COOKIE,
+    tls: ssl.SSLContext | None = None,
 ) -> str:
     """Sign in as a new visitor would and return the session cookie's value.
 
+    :param tls: for an https *base_url*, as for :class:`HttpClient`.
     :raises SignInFailed: the answer was not a redirect with the cookie.
     """
-    client = HttpClient(base_url)
+    client = HttpClient(base_url, tls=tls)
     reply = client.sign_in(user, password, prefix=prefix)
     value = client.cookies.get(cookie)
     if reply.status != 303 or not value:

@@ -225,3 +225,23 @@ def test_x_original_uri_is_ignored_everywhere_else(auth_gate: Gate) -> None:
     )
 
     assert response.status_code == 303
+
+
+def test_user_header_names_the_signed_in_user_when_asked(
+    make_gate: Callable[..., Gate],
+) -> None:
+    """For a front server's access log, which removes it again."""
+    gate = make_gate(proxy={"user_header": True}, rules=RULES)
+
+    signed = signed_in(gate, "alice").get("/report.html")
+    anonymous = signed_in(gate, None).get("/public/index.html")
+
+    assert signed.headers["X-Static-Gate-User"] == "alice"
+    assert "X-Static-Gate-User" not in anonymous.headers
+
+
+def test_user_header_is_off_by_default(offloading: Callable[[str], Gate]) -> None:
+    response = signed_in(offloading("none")).get("/report.html")
+
+    assert response.status_code == 200
+    assert "X-Static-Gate-User" not in response.headers

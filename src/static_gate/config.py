@@ -52,7 +52,7 @@ KEYS: dict[str, tuple[str, ...]] = {
         "cookie_name",
         "secure_cookie",
     ),
-    "proxy": ("trusted",),
+    "proxy": ("trusted", "user_header"),
     "state": ("store", "read_during_outage"),
     "throttle": ("max_failures", "window", "concurrent_checks", "check_wait"),
     "rules": ("path", "allow", "users", "groups", "cache_control"),
@@ -113,6 +113,9 @@ class ProxyConfig:
     """``[proxy]``: which direct peers may speak for the client."""
 
     trusted: tuple[IPNetwork, ...] = ()
+    #: Name signed-in users in ``X-Static-Gate-User`` on content answers,
+    #: for a front server's access log (which should then remove it).
+    user_header: bool = False
 
 
 @dataclass(frozen=True)
@@ -364,7 +367,7 @@ def _read_proxy(reader: Reader, data: Mapping[str, Any]) -> ProxyConfig:
                 'or "10.0.0.0/8"',
             )
 
-    return ProxyConfig(tuple(networks))
+    return ProxyConfig(tuple(networks), table.flag("user_header", False))
 
 
 def _read_state(reader: Reader, data: Mapping[str, Any]) -> StateConfig:

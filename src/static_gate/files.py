@@ -243,7 +243,10 @@ class StaticFolder:
         """
         headers.append(("Content-Type", guess_type(found.filename)))
         if mode == "x-sendfile":
-            headers.append(("X-Sendfile", found.filename))
+            # WSGI header values are Latin-1 text; carrying the name's own
+            # bytes that way lets mod_xsendfile open any name.
+            raw_name = os.fsencode(found.filename).decode("latin-1")
+            headers.append(("X-Sendfile", raw_name))
         else:
             relative = os.path.relpath(found.filename, self.root).replace(os.sep, "/")
             target = internal_prefix + quote_path(relative)

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 
 from . import headers, hygiene
 from .account import AccountView
-from .auth_request import AuthRequestView
+from .auth_request import USER_HEADER, AuthRequestView
 from .config import Config, load_config
 from .credentials import Account, Accounts
 from .errors import ConfigError
@@ -497,6 +497,9 @@ class Gate:
         # A publicly cacheable answer must never carry a Set-Cookie.
         if cookie is not None and cache_control is None:
             result.append(("Set-Cookie", cookie))
+
+        if self.config.proxy.user_header and visit.user is not None:
+            result.append((USER_HEADER, visit.user))
 
         return result
 
