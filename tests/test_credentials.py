@@ -295,6 +295,27 @@ def test_old_hash_is_replaced_on_login(
     assert PASSWORDS["alice"] not in caplog.text
 
 
+def test_two_processes_rehashing_at_once_agree_on_the_stored_hash(
+    tmp_path: Path,
+) -> None:
+    """The second one carries the hash the first one stored, not its own."""
+    path = tmp_path / "users.txt"
+    old_hash = OTHER_HASHER.hash(PASSWORDS["alice"])
+    path.write_text(
+        format_users({"alice": Account("alice", old_hash)}), encoding="utf-8"
+    )
+    first, second = make_accounts(path), make_accounts(path)
+    second.find("alice")  # its view of the file still holds the old hash
+
+    by_first = first.authenticate("alice", PASSWORDS["alice"])
+    by_second = second.authenticate("alice", PASSWORDS["alice"])
+
+    stored = read_users_file(path)["alice"].password_hash
+    assert by_first is not None and by_second is not None
+    assert by_first.password_hash == by_second.password_hash == stored
+    assert by_second.fingerprint == fingerprint(stored)
+
+
 def test_current_hash_is_left_alone(users_path: Path) -> None:
     before = users_path.read_text(encoding="utf-8")
 

@@ -31,7 +31,10 @@ threads = 4
 # the state store's SQLite connections must not cross a fork.
 preload_app = False
 
-# A slow client must not hold a worker forever; large downloads stream.
+# timeout restarts a worker that stops answering the master.  A gthread
+# worker keeps answering while its threads send files, so a long download
+# is not cut; a sync worker would be killed in the middle of one.
+# graceful_timeout: how long a reload or stop waits for running requests.
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
@@ -40,3 +43,34 @@ keepalive = 5
 accesslog = "-"
 access_log_format = '%(h)s %({REMOTE_USER}e)s "%(r)s" %(s)s %(b)s %(L)ss'
 errorlog = "-"
+
+# The gate's own lines (start-up, and the audit log: each sign-in, sign-out
+# and refusal) go through Python's logging, which gunicorn configures only
+# for itself: without this, INFO lines such as every sign-in are lost.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "WARNING", "handlers": ["gate"]},
+    "loggers": {"static_gate": {"level": "INFO"}},
+    "handlers": {
+        "gate": {
+            "class": "logging.StreamHandler",
+            "formatter": "gate",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "formatters": {
+        "gate": {
+            "format": "%(asctime)s [%(process)d] [%(levelname)s] %(name)s %(message)s",
+            "datefmt": "[%Y-%m-%d %H:%M:%S %z]",
+        }
+    },
+}
+
+# gunicorn 25.1 and later also open a control socket for gunicornc, by
+# default in $XDG_RUNTIME_DIR or ~/.gunicorn: one path shared by every
+# gunicorn of that user, where the newest one replaces the others' socket,
+# and a read-only place under the unit's ProtectSystem=strict.  The gate
+# needs none of it; reloads go through SIGHUP.  Older gunicorn versions
+# skip names they do not know in a configuration file.
+control_socket_disable = True

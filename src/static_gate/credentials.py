@@ -320,19 +320,28 @@ class Accounts:
             return account
 
         new = Account(account.name, self.hasher.hash(password), account.groups)
+        stored: list[bool] = []
 
         def replace(accounts: dict[str, Account]) -> None:
             current = accounts.get(account.name)
             if current is not None and current.password_hash == account.password_hash:
                 accounts[account.name] = new
+                stored.append(True)
 
         try:
             update_users_file(self.users.path, replace)
-            self.users.refresh()
+            current = self.users.refresh().get(account.name)
         except (OSError, ConfigError) as error:
             logger.warning(
                 "could not store a rehashed password for %r: %s", account.name, error
             )
+            return account
+
+        if not stored:
+            # Another process changed the hash first (most likely it rehashed
+            # the same password): a session must carry what is stored now.
+            if current is not None and self._verify(current.password_hash, password):
+                return current
             return account
 
         logger.info(
