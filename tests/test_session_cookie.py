@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from werkzeug.test import TestResponse
+from werkzeug.test import EnvironBuilder, TestResponse
 
 from conftest import (
     FAST_HASHER,
@@ -452,3 +452,35 @@ def test_session_cookie_holds_no_password_material(gate: Gate, tmp_path: Path) -
     assert alice_hash not in text
     assert alice_hash.rsplit("$", 1)[1] not in text
     assert KEY not in text
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "theme=dark; static_gate={value}; lang=en",
+        'static_gate="{value}"',
+        "static_gate={value}; static_gate=forged",
+        "  static_gate = {value} ;other=1",
+    ],
+)
+def test_session_cookie_is_found_among_others(gate: Gate, header: str) -> None:
+    """The header is sent as written (the test client's jar would rewrite it)."""
+    value = session_cookie(signed_in(gate))
+
+    assert status_for_cookie_header(gate, header.format(value=value)) == 200
+
+
+def test_a_cookie_of_the_site_is_not_taken_for_the_session(gate: Gate) -> None:
+    value = session_cookie(signed_in(gate))
+
+    assert status_for_cookie_header(gate, f"not_static_gate_at_all={value}") == 303
+
+
+def status_for_cookie_header(gate: Gate, header: str) -> int:
+    environ = EnvironBuilder(path="/report.html").get_environ()
+    environ["HTTP_COOKIE"] = header
+    statuses: list[str] = []
+    body = gate(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    if hasattr(body, "close"):
+        body.close()
+    return int(statuses[0].split()[0])

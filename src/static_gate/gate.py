@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from werkzeug.datastructures import Headers
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Response
 
 from . import headers, hygiene
@@ -575,16 +575,34 @@ def _open_store(config: Config, where: str) -> Store:
 
 
 def _cookies(environ: WSGIEnvironment, base_name: str) -> dict[str, str]:
-    """The request's cookies; skipped cheaply when none is the gate's own.
+    """The gate's own cookies of the request, by name.
 
-    :param base_name: ``[session] cookie_name``, which every cookie of the
-        gate contains (after a ``__Host-`` or ``__Secure-`` prefix).
+    Only cookies whose name contains *base_name* (``[session]
+    cookie_name``, which every cookie of the gate contains after a
+    ``__Host-`` or ``__Secure-`` prefix) are kept; the others belong to the
+    site and are none of the gate's business.  The first of a repeated name
+    wins, as in werkzeug's parser.
     """
     header = environ.get("HTTP_COOKIE", "")
     if base_name not in header:
         return {}
 
-    return dict(parse_cookie(header))
+    found: dict[str, str] = {}
+    for pair in header.split(";"):
+        name, _, value = pair.partition("=")
+        name = name.strip()
+        if base_name in name and name not in found:
+            found[name] = _unquote_cookie(value.strip())
+
+    return found
+
+
+def _unquote_cookie(value: str) -> str:
+    # The gate never quotes its values (they hold no characters that need
+    # it); a quoted value is unwrapped all the same, as RFC 6265 allows.
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
 
 
 def _decode(value: str) -> str:
