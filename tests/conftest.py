@@ -36,6 +36,11 @@ class BufferedClient(Client):
 
     def open(self, *args: Any, **kwargs: Any) -> TestResponse:
         kwargs.setdefault("buffered", True)
+        # Like a browser loading a page, which is what counts as activity
+        # for the idle timeout; a test of assets sends its own Accept.
+        base = dict(kwargs.get("environ_base") or {})
+        base.setdefault("HTTP_ACCEPT", "text/html")
+        kwargs["environ_base"] = base
         return super().open(*args, **kwargs)
 
 

@@ -51,6 +51,8 @@ KEYS: dict[str, tuple[str, ...]] = {
         "idle_timeout",
         "cookie_name",
         "secure_cookie",
+        "remember_lifetime",
+        "remember_idle_timeout",
     ),
     "proxy": ("trusted", "user_header"),
     "state": ("store", "read_during_outage"),
@@ -106,6 +108,9 @@ class SessionConfig:
     cookie_name: str = "static_gate"
     #: ``None`` means Secure exactly when the request came over https.
     secure_cookie: bool | None = None
+    #: Lifetimes of a "keep me signed in" session; ``None``: not offered.
+    remember_lifetime: int | None = None
+    remember_idle_timeout: int | None = None
 
 
 @dataclass(frozen=True)
@@ -346,7 +351,40 @@ def _read_session(
         table.problem("secure_cookie", f'must be "auto", true or false, got {secure!r}')
         secure = None
 
-    return SessionConfig(keys, secret_file, lifetime, idle_timeout, cookie_name, secure)
+    remember_lifetime = None
+    remember_idle_timeout = None
+    if "remember_lifetime" in table.data:
+        remember_lifetime = table.duration("remember_lifetime", lifetime)
+        if remember_lifetime < lifetime:
+            table.problem(
+                "remember_lifetime",
+                f"({remember_lifetime} s) is shorter than [session] lifetime "
+                f"({lifetime} s); keeping someone signed in must last longer",
+            )
+        remember_idle_timeout = table.duration(
+            "remember_idle_timeout", min(remember_lifetime, 7 * 86400)
+        )
+        if remember_idle_timeout > remember_lifetime:
+            table.problem(
+                "remember_idle_timeout",
+                f"({remember_idle_timeout} s) is longer than [session] "
+                f"remember_lifetime ({remember_lifetime} s); make it shorter or equal",
+            )
+    elif "remember_idle_timeout" in table.data:
+        table.problem(
+            "remember_idle_timeout", "needs [session] remember_lifetime as well"
+        )
+
+    return SessionConfig(
+        keys,
+        secret_file,
+        lifetime,
+        idle_timeout,
+        cookie_name,
+        secure,
+        remember_lifetime,
+        remember_idle_timeout,
+    )
 
 
 def _read_proxy(reader: Reader, data: Mapping[str, Any]) -> ProxyConfig:

@@ -149,6 +149,8 @@ class Gate:
             config.session.secret_keys,
             config.session.lifetime,
             config.session.idle_timeout,
+            config.session.remember_lifetime,
+            config.session.remember_idle_timeout,
         )
         self.prefix = config.pages.prefix
         self.template = load_template(config.pages.template)
@@ -289,7 +291,9 @@ class Gate:
         visit.environ["REMOTE_USER"] = account.name
         visit.environ[USER_KEY] = account.name
         visit.environ[GROUPS_KEY] = account.groups
-        if self.sessions.needs_refresh(session, now):
+        # Only page navigations count as activity: an open tab that polls, or
+        # the images of a page, must not keep a session alive forever.
+        if self.sessions.needs_refresh(session, now) and is_navigation(visit.environ):
             visit.cookie_update = self.sessions.dump(self.sessions.touch(session, now))
             try:
                 self.store.touch_session(session_handle(session.id), int(now))
@@ -350,10 +354,20 @@ class Gate:
             return None
 
         value = visit.cookie_update
+        max_age: int | None = 0
+        if value:
+            # A "keep me signed in" cookie outlives the browser; others end
+            # with it.
+            session = visit.session
+            max_age = None
+            if session is not None and session.remember:
+                end = session.issued_at + self.sessions.lifetime_of(session)
+                max_age = max(0, end - int(self.clock()))
+
         return dump_cookie(
             visit.cookie_name,
             value,
-            max_age=None if value else 0,
+            max_age=max_age,
             path=visit.cookie_path,
             secure=visit.secure,
             httponly=True,
@@ -572,6 +586,24 @@ def _open_store(config: Config, where: str) -> Store:
         logger.info("state store: %s", store.description)
 
     return store
+
+
+def is_navigation(environ: WSGIEnvironment) -> bool:
+    """Tell whether the request is a browser loading a page, not an asset.
+
+    Browsers say so in ``Sec-Fetch-Mode`` and ``Sec-Fetch-Dest`` (Fetch
+    Metadata); for clients that send neither, a GET that accepts HTML counts.
+    """
+    mode = environ.get("HTTP_SEC_FETCH_MODE")
+    if mode is not None:
+        return bool(
+            mode == "navigate"
+            and environ.get("HTTP_SEC_FETCH_DEST", "document") == "document"
+        )
+
+    return environ.get("REQUEST_METHOD") == "GET" and "text/html" in environ.get(
+        "HTTP_ACCEPT", ""
+    )
 
 
 def _cookies(environ: WSGIEnvironment, base_name: str) -> dict[str, str]:

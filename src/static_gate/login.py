@@ -99,7 +99,8 @@ class LoginViews:
         user = form.get("user", "").strip()
         password = form.get("password", "")
         try:
-            return self._check_password(visit, user, password, next_path)
+            remember = form.get("remember") == "yes"
+            return self._check_password(visit, user, password, next_path, remember)
         except StoreError as error:
             audit.warning(
                 "login-unavailable user=%r client=%s reason=state store out of reach",
@@ -112,7 +113,12 @@ class LoginViews:
             )
 
     def _check_password(
-        self, visit: Visit, user: str, password: str, next_path: str
+        self,
+        visit: Visit,
+        user: str,
+        password: str,
+        next_path: str,
+        remember: bool = False,
     ) -> Response:
         """Throttle, verify and open a session; store errors propagate."""
         gate = self.gate
@@ -163,7 +169,7 @@ class LoginViews:
             return self._form(visit, 401, next_path, error=error, user=user)
 
         gate.throttle.clear(user_key(name))
-        session = gate.sessions.start(account.name, account.fingerprint, now)
+        session = gate.sessions.start(account.name, account.fingerprint, now, remember)
         gate.store.add_session(
             SessionRecord(
                 session_handle(session.id),
@@ -171,7 +177,7 @@ class LoginViews:
                 visit.client,
                 session.issued_at,
                 session.last_seen,
-                session.issued_at + gate.sessions.lifetime,
+                session.issued_at + gate.sessions.lifetime_of(session),
             )
         )
         visit.session = session
@@ -208,6 +214,7 @@ class LoginViews:
             safe_redirect_target(next_path, self.gate.prefix),
             ask_user=accounts.has_users,
             user_optional=accounts.has_users and accounts.has_shared_password,
+            offer_remember=self.gate.sessions.remember_lifetime is not None,
             error=error,
             notice=notice,
             user=user[:MAX_USER_LENGTH],

@@ -35,6 +35,8 @@ label{display:block;font-weight:600;margin:1rem 0 .25rem}
 input{display:block;width:100%;font:inherit;padding:.6rem;
 border:1px solid #6b7280;border-radius:.3rem}
 input:focus,button:focus,a:focus{outline:3px solid #2563eb;outline-offset:2px}
+label.check{display:flex;gap:.5rem;align-items:center;font-weight:400}
+label.check input{width:auto;margin:0}
 button{font:inherit;margin-top:1.25rem;width:100%;padding:.7rem;border:0;
 border-radius:.3rem;background:#1d4ed8;color:#fff;font-weight:600;cursor:pointer}
 .error{color:#991b1b;background:#fef2f2;border:1px solid #fca5a5;
@@ -145,6 +147,7 @@ class Pages:
         ask_user: bool,
         user_optional: bool,
         error: str = "",
+        offer_remember: bool = False,
         notice: str = "",
         user: str = "",
     ) -> Response:
@@ -185,9 +188,14 @@ class Pages:
             '<label for="password">Password</label>\n'
             '<input id="password" name="password" type="password"'
             f' autocomplete="current-password" maxlength="1024" required'
-            f"{described}{focus}>\n"
-            '<button type="submit">Sign in</button>\n</form>'
+            f"{described}{focus}>"
         )
+        if offer_remember:
+            parts.append(
+                '<label class="check"><input type="checkbox" name="remember" '
+                'value="yes"> Keep me signed in on this device</label>'
+            )
+        parts.append('<button type="submit">Sign in</button>\n</form>')
         response = self.render(status, self.title, "\n".join(parts) + "\n")
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Form realm="static-gate"'

@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, Signer, want_bytes
 
 from .keys import SecretKey
 
-# The signed payload is "1|id|user|issued|last seen|fingerprint": plain
+# The signed payload is "1|id|user|issued|last seen|fingerprint[|r]": plain
 # text, because decoding JSON and zlib cost more than the rest of a request.
 # No field can hold "|": ids and fingerprints are URL-safe base64, and user
 # names are restricted (see config.is_user_name).
@@ -28,6 +28,8 @@ _FORMAT = "1"
 #: How many verified cookie values each process remembers.
 VERIFIED_CACHE_SIZE = 4096
 _SEPARATOR = "|"
+# A seventh field marks a "keep me signed in" session.
+_REMEMBER = "r"
 
 # Why a cookie was not accepted; the gate logs these.
 MISSING = "missing"
@@ -45,6 +47,8 @@ class Session:
     issued_at: int
     last_seen: int
     fingerprint: str
+    #: Opened with "keep me signed in": the longer lifetimes apply.
+    remember: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,15 +95,25 @@ class SessionCodec:
 
     :param keys: signing keys, newest first.
     :param lifetime: seconds a session lasts after sign-in, however active.
-    :param idle_timeout: seconds a session lasts without a request.
+    :param idle_timeout: seconds a session lasts without a page navigation.
+    :param remember_lifetime: the lifetime of a "keep me signed in" session;
+        ``None`` when that choice is not offered.
+    :param remember_idle_timeout: its idle timeout.
     """
 
     def __init__(
-        self, keys: Sequence[SecretKey], lifetime: int, idle_timeout: int
+        self,
+        keys: Sequence[SecretKey],
+        lifetime: int,
+        idle_timeout: int,
+        remember_lifetime: int | None = None,
+        remember_idle_timeout: int | None = None,
     ) -> None:
         self._signer = make_signer(keys, "static-gate.session")
         self.lifetime = lifetime
         self.idle_timeout = idle_timeout
+        self.remember_lifetime = remember_lifetime
+        self.remember_idle_timeout = remember_idle_timeout or remember_lifetime
         # A browser sends the same cookie on every request until it is
         # refreshed: remember the values whose signature already verified.
         # Only the signature check is cached; the times are checked anew.
@@ -108,10 +122,30 @@ class SessionCodec:
         # response; a small fraction of the idle timeout is precise enough.
         self.refresh_after = max(1, min(60, idle_timeout // 10))
 
-    def start(self, user: str, fingerprint: str, now: float) -> Session:
-        """Return a new session with a fresh random id."""
+    def start(
+        self, user: str, fingerprint: str, now: float, remember: bool = False
+    ) -> Session:
+        """Return a new session with a fresh random id.
+
+        :param remember: "keep me signed in"; ignored when not offered.
+        """
         moment = int(now)
-        return Session(secrets.token_urlsafe(18), user, moment, moment, fingerprint)
+        remember = remember and self.remember_lifetime is not None
+        return Session(
+            secrets.token_urlsafe(18), user, moment, moment, fingerprint, remember
+        )
+
+    def lifetime_of(self, session: Session) -> int:
+        """Seconds *session* lasts after sign-in."""
+        if session.remember and self.remember_lifetime is not None:
+            return self.remember_lifetime
+        return self.lifetime
+
+    def idle_timeout_of(self, session: Session) -> int:
+        """Seconds *session* lasts without a page navigation."""
+        if session.remember and self.remember_idle_timeout is not None:
+            return self.remember_idle_timeout
+        return self.idle_timeout
 
     def dump(self, session: Session) -> str:
         """Return the signed cookie value for *session*."""
@@ -125,6 +159,8 @@ class SessionCodec:
                 session.fingerprint,
             )
         )
+        if session.remember:
+            payload += _SEPARATOR + _REMEMBER
         return self._signer.sign(payload).decode("ascii")
 
     def load(self, value: str | None, now: float) -> SessionCheck:
@@ -136,10 +172,10 @@ class SessionCodec:
         if session is None or session.issued_at > now + 60:
             return SessionCheck(None, TAMPERED)
 
-        if now >= session.issued_at + self.lifetime:
+        if now >= session.issued_at + self.lifetime_of(session):
             return SessionCheck(None, EXPIRED)
 
-        if now >= session.last_seen + self.idle_timeout:
+        if now >= session.last_seen + self.idle_timeout_of(session):
             return SessionCheck(None, IDLE)
 
         return SessionCheck(session)
@@ -164,6 +200,10 @@ class SessionCodec:
 
 def _decode(payload: str) -> Session | None:
     fields = payload.split(_SEPARATOR)
+    remember = len(fields) == 7 and fields[6] == _REMEMBER
+    if remember:
+        fields.pop()
+
     if len(fields) != 6 or fields[0] != _FORMAT:
         return None
 
@@ -178,7 +218,7 @@ def _decode(payload: str) -> Session | None:
     if last_seen < issued_at:
         return None
 
-    return Session(session_id, user, issued_at, last_seen, fingerprint)
+    return Session(session_id, user, issued_at, last_seen, fingerprint, remember)
 
 
 def _is_number(text: str) -> bool:
