@@ -90,7 +90,8 @@ def gunicorn(app: str, log_dir: Path, env: dict[str, str | None]) -> servers.Ser
 def wrk(
     url: str, seconds: float, headers: dict[str, str], connections: int = 8
 ) -> dict[str, float]:
-    """Run wrk; return requests per second and the 99th percentile in ms."""
+    """Run wrk; return requests per second, the 99th percentile in ms, and
+    bytes per second (which counts the bytes of unfinished answers too)."""
     duration = max(1, round(seconds))
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     for name, value in headers.items():
@@ -104,7 +105,13 @@ def wrk(
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
         raise RuntimeError(f"{url}: {non_2xx.group(1)} failed responses")
-    return {"rate": rate, "p99": float(p99.group(1)) * scale}
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?)B", output)
+    unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    return {
+        "rate": rate,
+        "p99": float(p99.group(1)) * scale,
+        "bytes": float(transfer.group(1)) * unit[transfer.group(2)],
+    }
 
 
 def etag_of(url: str, cookies: dict[str, str]) -> str:
