@@ -14,7 +14,7 @@ import pytest
 
 import static_gate
 from conftest import BufferedClient
-from static_gate import ConfigError, Gate
+from static_gate import ConfigError, Gate, ReloadingGate
 from static_gate.config import CONFIG_ENV
 from static_gate.keys import SECRET_ENV
 
@@ -89,9 +89,10 @@ def test_application_is_a_gate_over_the_config(
 
     application = import_wsgi().application
 
-    assert isinstance(application, Gate)
-    assert application.config.source == config
-    assert application.folder is not None
+    assert isinstance(application, ReloadingGate)
+    assert isinstance(application.current, Gate)
+    assert application.current.config.source == config
+    assert application.current.folder is not None
 
 
 def test_application_serves_public_pages_and_guards_the_rest(

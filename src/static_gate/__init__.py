@@ -5,6 +5,7 @@ from __future__ import annotations
 from .config import Config, load_config
 from .errors import ConfigError, StaticGateError
 from .gate import GROUPS_KEY, USER_KEY, Gate
+from .reload import ReloadingGate
 
 __all__ = [
     "GROUPS_KEY",
@@ -12,6 +13,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Gate",
+    "ReloadingGate",
     "StaticGateError",
     "load_config",
 ]

@@ -211,10 +211,10 @@ def _serve(args: argparse.Namespace) -> int:
     import waitress
 
     from .accesslog import AccessLog
-    from .gate import Gate
+    from .reload import ReloadingGate
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    gate = AccessLog(Gate(load_config(_config_path(args))))
+    gate = AccessLog(ReloadingGate(_config_path(args)))
     try:
         server = waitress.create_server(
             gate,

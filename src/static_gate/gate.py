@@ -166,8 +166,18 @@ class Gate:
 
     @classmethod
     def from_file(cls, path: str, app: WSGIApplication | None = None) -> Gate:
-        """Load the configuration at *path* and build a gate from it."""
+        """Load the configuration at *path* and build a gate from it.
+
+        The gate keeps this configuration; :class:`~static_gate.ReloadingGate`
+        follows changes to the file instead.
+        """
         return cls(load_config(path), app)
+
+    def close(self, keep_store: bool = False) -> None:
+        """Release this gate's threads, and its store unless *keep_store*."""
+        self.check_slots.close()
+        if not keep_store:
+            self.store.close()
 
     # -- WSGI entry point -------------------------------------------------
 

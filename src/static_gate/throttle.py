@@ -120,6 +120,10 @@ class CheckSlots:
     def acquire(self) -> bool:
         return self._slots.acquire(timeout=self.wait)
 
+    def close(self) -> None:
+        """Let the check threads end once their running checks are done."""
+        self._pool.shutdown(wait=False)
+
     def release(self) -> None:
         self._slots.release()
 

@@ -2,7 +2,8 @@
 
 The configuration file is named by the ``STATIC_GATE_CONFIG`` environment
 variable.  Importing this module loads it, so a broken configuration stops
-the server at start-up instead of failing the first request.
+the server at start-up instead of failing the first request.  Later changes
+to the file take effect within seconds (see :mod:`static_gate.reload`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 
 from .config import CONFIG_ENV
 from .errors import ConfigError
-from .gate import Gate
+from .reload import ReloadingGate
 
 _path = os.environ.get(CONFIG_ENV)
 if not _path:
@@ -20,4 +21,4 @@ if not _path:
         "set it to the path of the configuration file."
     )
 
-application = Gate.from_file(_path)
+application = ReloadingGate(_path)
