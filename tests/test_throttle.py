@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 import pytest
 
@@ -113,7 +114,7 @@ def test_user_names_are_lower_cased(name: str) -> None:
 
 def test_defaults() -> None:
     assert ThrottleConfig() == ThrottleConfig(
-        max_failures=5, window=15 * 60, concurrent_checks=2, check_wait=2
+        max_failures=5, window=15 * 60, concurrent_checks=1, check_wait=2
     )
 
 
@@ -203,3 +204,22 @@ def test_busy_slots_refuse_to_run() -> None:
 
     slots.release()
     assert slots.run(lambda: 42) == 42
+
+
+def test_no_more_callers_wait_than_slots_run() -> None:
+    """Waiting sign-ins hold server threads: readers need the others."""
+    slots = CheckSlots(1, wait=10)
+    assert slots.acquire()
+    waiter_got: list[bool] = []
+    waiter = threading.Thread(target=lambda: waiter_got.append(slots.acquire()))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while slots._waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    turned_away = slots.acquire()  # a third caller, with a slot busy and a waiter
+
+    slots.release()
+    waiter.join(timeout=5)
+    assert turned_away is False
+    assert waiter_got == [True]

@@ -437,7 +437,7 @@ def _read_state(reader: Reader, data: Mapping[str, Any]) -> StateConfig:
 def _read_throttle(reader: Reader, data: Mapping[str, Any]) -> ThrottleConfig:
     table = reader.table(data, "throttle", KEYS["throttle"])
     numbers = {}
-    for key, default in (("max_failures", 5), ("concurrent_checks", 2)):
+    for key, default in (("max_failures", 5), ("concurrent_checks", 1)):
         value = table.get(key, int, "a whole number", default)
         if isinstance(value, bool) or value < 1:
             table.problem(key, f"must be a whole number of 1 or more, got {value!r}")

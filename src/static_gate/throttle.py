@@ -43,7 +43,7 @@ class ThrottleConfig:
 
     max_failures: int = 5
     window: int = 15 * 60
-    concurrent_checks: int = 2
+    concurrent_checks: int = 1
     check_wait: int = 2
 
 
@@ -102,6 +102,9 @@ class CheckBusy(Exception):
 class CheckSlots:
     """At most *size* password checks at once in this process.
 
+    At most *size* more callers wait for a free slot; any further caller is
+    turned away at once.
+
     :meth:`run` performs a check on one of *size* threads that lowered their
     own priority (on Linux, ``nice`` is per thread, and argon2's own worker
     threads inherit it).  A caller that cannot get a slot within *wait*
@@ -110,6 +113,9 @@ class CheckSlots:
 
     def __init__(self, size: int, wait: float) -> None:
         self._slots = threading.BoundedSemaphore(size)
+        self._size = size
+        self._queue_lock = threading.Lock()
+        self._waiting = 0
         self.wait = wait
         self._pool = ThreadPoolExecutor(
             max_workers=size,
@@ -118,7 +124,21 @@ class CheckSlots:
         )
 
     def acquire(self) -> bool:
-        return self._slots.acquire(timeout=self.wait)
+        if self._slots.acquire(blocking=False):
+            return True
+
+        # At most as many sign-ins wait as run: each one holds a server
+        # thread meanwhile, and the threads must stay free for readers.
+        with self._queue_lock:
+            if self._waiting >= self._size:
+                return False
+            self._waiting += 1
+
+        try:
+            return self._slots.acquire(timeout=self.wait)
+        finally:
+            with self._queue_lock:
+                self._waiting -= 1
 
     def close(self) -> None:
         """Let the check threads end once their running checks are done."""
