@@ -315,6 +315,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument(
+        "--only",
+        choices=["whitenoise", "own", "memory", "flood"],
+        help="run one part only",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench/serving.py needs wrk: apt-get install wrk", file=sys.stderr)
@@ -327,10 +332,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         config = make_site(folder / "a")
-        compare_with_whitenoise(folder / "a", config, args.repeats, args.seconds)
-        own_work(config, number=2000)
-        stream_memory(folder / "a", config, downloads=3)
-        flood(folder / "b", args.seconds * 2, logins=60)
+        parts = {
+            "whitenoise": lambda: compare_with_whitenoise(
+                folder / "a", config, args.repeats, args.seconds
+            ),
+            "own": lambda: own_work(config, number=2000),
+            "memory": lambda: stream_memory(folder / "a", config, downloads=3),
+            "flood": lambda: flood(folder / "b", args.seconds * 2, logins=60),
+        }
+        for name, part in parts.items():
+            if args.only in (None, name):
+                part()
     return 0
 
 
