@@ -271,7 +271,7 @@ def test_state_and_throttle_defaults(write_config: WriteConfig) -> None:
     config = load_config(write_config(), environ={})
 
     assert (config.state.store, config.state.read_during_outage) == ("sqlite", False)
-    assert config.throttle == ThrottleConfig(5, 900, 2, 2)
+    assert config.throttle == ThrottleConfig(5, 900, 1, 2)
 
 
 DURATION = (
