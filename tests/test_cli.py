@@ -375,6 +375,19 @@ def test_check_prints_the_settings_and_rules(cli: Cli, config: Path) -> None:
     assert any(line.split() == ["/admins/", "only", "user", "carol"] for line in lines)
 
 
+def test_check_says_who_makes_share_links(
+    cli: Cli, write_config: Callable[..., Path]
+) -> None:
+    config = write_config(share={"creators": ["staff"], "max_expires": "7d"})
+
+    result = cli("check", "--config", str(config))
+
+    assert (
+        "  shares    made at the shell and on /_gate/shares by group(s) staff, "
+        "lasting 7d at most"
+    ) in result.out.splitlines()
+
+
 def test_check_reads_the_config_named_in_the_environment(
     cli: Cli, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -483,6 +496,15 @@ def test_explain_shows_the_canonical_path_first(cli: Cli, config: Path) -> None:
 
     assert "is redirected to '/public/b' first" in result.out
     assert "decision  allow: public path" in result.out
+
+
+def test_explain_takes_a_path_that_is_not_ascii(cli: Cli, config: Path) -> None:
+    """The path is typed as text, not as the Latin-1 string WSGI passes on."""
+    result = cli("explain", "/rapport-é.html", "--config", str(config))
+
+    assert result.code == 0
+    assert "path      /rapport-é.html\n" in result.out
+    assert "decision  login: sign-in required" in result.out
 
 
 @pytest.mark.parametrize(

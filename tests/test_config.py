@@ -21,6 +21,7 @@ from static_gate.config import (
 from static_gate.errors import ConfigError, StaticGateError
 from static_gate.keys import SECRET_ENV, SecretKey
 from static_gate.rules import ANYONE, LISTED, NOBODY, SIGNED_IN, Rule
+from static_gate.shares import ShareConfig
 from static_gate.tables import parse_duration
 
 WriteConfig = Callable[..., Path]
@@ -66,6 +67,11 @@ def test_full_config_round_trip(write_config: WriteConfig, tmp_path: Path) -> No
             "secure_cookie": True,
         },
         proxy={"trusted": ["127.0.0.1", "10.0.0.0/8", "::1"]},
+        share={
+            "base_url": "https://example.org/reports/",
+            "creators": ["staff", "admins"],
+            "max_expires": "14d",
+        },
         rules=[
             {"path": "/public/", "allow": "anyone", "cache_control": "max-age=60"},
             {"path": "/staff/", "groups": ["staff"]},
@@ -101,6 +107,9 @@ def test_full_config_round_trip(write_config: WriteConfig, tmp_path: Path) -> No
         ipaddress.ip_network("10.0.0.0/8"),
         ipaddress.ip_network("::1/128"),
     )
+    assert config.share == ShareConfig(
+        "https://example.org/reports", frozenset({"staff", "admins"}), 14 * 86400
+    )
     assert config.rules == (
         Rule("/public/", ANYONE, cache_control="max-age=60"),
         Rule("/staff/", LISTED, groups=frozenset({"staff"})),
@@ -125,6 +134,7 @@ def test_defaults(make_config: Callable[..., Config], site: Path) -> None:
     assert config.session.cookie_name == "static_gate"
     assert config.session.secure_cookie is None
     assert config.proxy.trusted == ()
+    assert config.share == ShareConfig("", frozenset(), 30 * 86400)
     assert config.rules == ()
 
 
@@ -238,7 +248,7 @@ BAD_SETTINGS = [
     pytest.param(
         {"colours": {"a": 1}},
         "gate.toml: [colours] is not a known table; "
-        "use auth, pages, proxy, rules, session, state, static, throttle.",
+        "use auth, pages, proxy, rules, session, share, state, static, throttle.",
         id="unknown-table",
     ),
     pytest.param(
@@ -545,6 +555,34 @@ BAD_SETTINGS = [
         {"auth": {"shared_user": "bad name"}},
         "gate.toml: [auth] shared_user must be a valid user name, got 'bad name'.",
         id="bad-shared-user",
+    ),
+    pytest.param(
+        {"share": {"base_url": "example.org"}},
+        "gate.toml: [share] base_url must be the address the site is reached at, "
+        'such as "https://example.org" or "https://example.org/reports", without '
+        "a query, fragment or user name, got 'example.org'.",
+        id="share-base-url-no-scheme",
+    ),
+    pytest.param(
+        {"share": {"base_url": "https://example.org/?x=1"}},
+        "gate.toml: [share] base_url must be the address the site is reached at",
+        id="share-base-url-query",
+    ),
+    pytest.param(
+        {"share": {"base_url": "https://admin@example.org"}},
+        "gate.toml: [share] base_url must be the address the site is reached at",
+        id="share-base-url-user",
+    ),
+    pytest.param(
+        {"share": {"creators": ["staff", "no spaces"]}},
+        "gate.toml: [share] creators has 'no spaces', which is not a valid group name.",
+        id="share-creators-bad-group",
+    ),
+    pytest.param(
+        {"share": {"max_expires": "a month"}},
+        'gate.toml: [share] max_expires must be a duration such as "30m", got '
+        "'a month'; use a whole number followed by s, m, h or d.",
+        id="share-max-expires",
     ),
     pytest.param(
         {"pages": {"template": "missing.html"}},

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from .config import Config, load_config
 from .errors import ConfigError, StaticGateError
-from .gate import GROUPS_KEY, USER_KEY, Gate
+from .gate import GROUPS_KEY, SHARE_KEY, USER_KEY, Gate
 from .reload import ReloadingGate
 
 __all__ = [
     "GROUPS_KEY",
+    "SHARE_KEY",
     "USER_KEY",
     "Config",
     "ConfigError",

@@ -25,6 +25,7 @@ from .files import INDEX, SIBLING_SUFFIXES
 from .paths import PathRejected, canonical_path, is_under
 from .proxy import is_trusted
 from .rules import ALLOW, FORBID, Decision
+from .share_views import STORE
 
 if TYPE_CHECKING:
     from .gate import Gate, Visit
@@ -56,6 +57,9 @@ class AuthRequestView:
         if is_under(path, self.gate.prefix):
             return Response(status=204)
 
+        # The subrequest carries the original request's cookies, so a share
+        # cookie arrives here for the path it covers.
+        self.gate.share_views.read_cookie(visit, path)
         decision = self._judge(visit, path)
         if decision.outcome == ALLOW:
             response = Response(status=204)
@@ -63,23 +67,17 @@ class AuthRequestView:
                 response.headers[USER_HEADER] = visit.user
             return response
 
-        if visit.store_failed:
+        if visit.store_failed or visit.share_problem == STORE:
             audit.warning(
-                "store-unavailable client=%s path=%r reason=session not checked",
+                "store-unavailable client=%s path=%r reason=%s not checked",
                 visit.client,
                 path,
+                "session" if visit.store_failed else "share",
             )
             return Response(status=403)
 
         if decision.outcome == FORBID:
-            audit.warning(
-                "access-denied user=%r client=%s path=%r rule=%r reason=%s",
-                visit.user,
-                visit.client,
-                path,
-                decision.rule.path,
-                decision.reason,
-            )
+            self.gate.log_denied(visit, path, decision)
             return Response(status=403)
 
         return Response(status=401)

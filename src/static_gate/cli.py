@@ -39,6 +39,8 @@ from .keys import generate_key
 from .paths import PathRejected, canonical_path, is_under
 from .rules import RuleSet
 from .scaffold import create_site
+from .share_cli import add_share_commands
+from .shares import format_duration
 from .stores import Store, StoreError, open_store
 from .stores.sqlite import SqliteStore
 
@@ -163,6 +165,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     secret = commands.add_parser("secret", help="print a new random signing key")
     secret.set_defaults(handler=_secret)
+
+    add_share_commands(commands, with_config)
     return parser
 
 
@@ -483,6 +487,15 @@ def describe_config(config: Config, accounts: Accounts) -> list[str]:
         f"{len(session.secret_keys)} signing key(s)"
     )
     lines.append(f"  pages     {config.pages.prefix}")
+    share = config.share
+    makers = "at the shell"
+    if share.creators:
+        groups = ", ".join(sorted(share.creators))
+        makers += f" and on {config.pages.prefix}shares by group(s) {groups}"
+    lines.append(
+        f"  shares    made {makers}, lasting {format_duration(share.max_expires)} "
+        "at most"
+    )
     lines.append("rules (the most specific path wins):")
     for rule in config.rules:
         cache = f"  [Cache-Control: {rule.cache_control}]" if rule.cache_control else ""
@@ -494,7 +507,10 @@ def describe_config(config: Config, accounts: Accounts) -> list[str]:
 def _explain(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args))
     try:
-        path = canonical_path(args.path)
+        # canonical_path takes a WSGI string: the path's bytes as Latin-1.
+        # surrogateescape gives back the bytes of an argument that is not UTF-8.
+        raw = args.path.encode("utf-8", "surrogateescape").decode("latin-1")
+        path = canonical_path(raw)
     except PathRejected as error:
         print(
             f"path      {args.path!r}\ndecision  refused with {error.status}: "

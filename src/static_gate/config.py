@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._compat import tomllib
 from .errors import ConfigError
 from .keys import SecretKey, load_keys
 from .paths import PathRejected, canonical_path, is_under
 from .rules import ALLOW_VALUES, ANYONE, LISTED, Rule
+from .shares import ShareConfig
 from .tables import Reader, Table
 from .throttle import ThrottleConfig
 
@@ -57,6 +59,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "proxy": ("trusted", "user_header"),
     "state": ("store", "read_during_outage"),
     "throttle": ("max_failures", "window", "concurrent_checks", "check_wait"),
+    "share": ("base_url", "creators", "max_expires"),
     "rules": ("path", "allow", "users", "groups", "cache_control"),
 }
 
@@ -148,6 +151,7 @@ class Config:
     rules: tuple[Rule, ...] = ()
     state: StateConfig = StateConfig()
     throttle: ThrottleConfig = ThrottleConfig()
+    share: ShareConfig = ShareConfig()
 
 
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
@@ -215,6 +219,7 @@ def parse_config(
     proxy = _read_proxy(reader, data)
     state = _read_state(reader, data)
     throttle = _read_throttle(reader, data)
+    share = _read_share(reader, data)
     rules = _read_rules(reader, data, pages.prefix, static.root)
 
     secret_file = session_table.path("secret_file")
@@ -229,7 +234,18 @@ def parse_config(
     if reader.problems:
         raise ConfigError(reader.problems)
 
-    return Config(source, session, static, pages, auth, proxy, rules, state, throttle)
+    return Config(
+        source,
+        session,
+        static=static,
+        pages=pages,
+        auth=auth,
+        proxy=proxy,
+        rules=rules,
+        state=state,
+        throttle=throttle,
+        share=share,
+    )
 
 
 def _read_static(reader: Reader, data: Mapping[str, Any]) -> StaticConfig:
@@ -450,6 +466,41 @@ def _read_throttle(reader: Reader, data: Mapping[str, Any]) -> ThrottleConfig:
         concurrent_checks=numbers["concurrent_checks"],
         check_wait=table.duration("check_wait", 2),
     )
+
+
+def _read_share(reader: Reader, data: Mapping[str, Any]) -> ShareConfig:
+    table = reader.table(data, "share", KEYS["share"])
+    base_url = table.text("base_url", "")
+    if base_url and not _is_base_url(base_url):
+        table.problem(
+            "base_url",
+            'must be the address the site is reached at, such as "https://example.org" '
+            'or "https://example.org/reports", without a query, fragment or user '
+            f"name, got {base_url!r}",
+        )
+        base_url = ""
+
+    return ShareConfig(
+        base_url=base_url.rstrip("/"),
+        creators=table.names("creators", is_group_name, "group name"),
+        max_expires=table.duration("max_expires", 30 * 86400),
+    )
+
+
+def _is_base_url(text: str) -> bool:
+    if not text.isascii() or not text.isprintable() or any(c in text for c in " ?#@"):
+        return False
+
+    try:
+        parts = urlsplit(text)
+        # .port raises ValueError for a port that is not a number up to 65535.
+        return (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and parts.port != 0
+        )
+    except ValueError:
+        return False
 
 
 def _read_rules(

@@ -42,7 +42,9 @@ from .paths import PathRejected, canonical_path, is_under, quote_path, with_quer
 from .proxy import client_address, is_https
 from .rules import ALLOW, FORBID, Decision, RuleSet
 from .session import EXPIRED, IDLE, MISSING, TAMPERED, Session, SessionCodec
-from .stores import Store, StoreError, open_store, session_handle
+from .share_views import ShareViews
+from .shares import decide_share
+from .stores import ShareRecord, Store, StoreError, open_store, session_handle
 from .throttle import CheckSlots, Throttle
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ audit = logging.getLogger("static_gate.audit")
 USER_KEY = "static_gate.user"
 #: Environ key holding the signed-in user's groups (a frozenset).
 GROUPS_KEY = "static_gate.groups"
+#: Environ key holding the id of the share link that a request came with.
+SHARE_KEY = "static_gate.share"
 
 
 @dataclass
@@ -81,6 +85,16 @@ class Visit:
     #: A validly signed session that the store could not confirm: sign-out
     #: must still be able to end it.
     unconfirmed: Session | None = None
+    #: The live share link whose cookie covers this path.
+    share: ShareRecord | None = None
+    #: The account that made :attr:`share`, as it is now; ``None`` for a
+    #: link made at the shell or by a user who was removed.
+    share_creator: Account | None = None
+    #: Why a share cookie that covers this path was not honoured:
+    #: ``"store"`` (out of reach) or ``"gone"`` (expired or revoked).
+    share_problem: str | None = None
+    #: The path of the link whose cookie must be deleted, when it is gone.
+    share_scope: str | None = None
 
     @property
     def user(self) -> str | None:
@@ -162,6 +176,7 @@ class Gate:
         self.login_views = LoginViews(self)
         self.account_view = AccountView(self)
         self.auth_view = AuthRequestView(self)
+        self.share_views = ShareViews(self)
         self._outage_logged = 0.0
 
     @classmethod
@@ -242,6 +257,12 @@ class Gate:
             original_uri=removed.get("HTTP_X_ORIGINAL_URI"),
         )
         self._read_session(visit)
+        if not is_under(path, self.prefix):
+            self.share_views.read_cookie(visit, path)
+            # Never REMOTE_USER: whoever holds a link is nobody in particular.
+            if visit.share is not None:
+                environ[SHARE_KEY] = visit.share.id
+
         return visit
 
     def _refuse(self, base: str, status: int) -> Response:
@@ -315,10 +336,7 @@ class Gate:
         try:
             is_open = self.store.has_session(session_handle(session.id), now)
         except StoreError as error:
-            if now - self._outage_logged >= 60:
-                self._outage_logged = now
-                logger.error("state store out of reach: %s", error)
-
+            self.note_outage(error, now)
             if self.config.state.read_during_outage:
                 return True
 
@@ -336,6 +354,12 @@ class Gate:
             visit.cookie_update = ""
 
         return is_open
+
+    def note_outage(self, error: StoreError, now: float) -> None:
+        """Log that the state store is out of reach, once a minute at most."""
+        if now - self._outage_logged >= 60:
+            self._outage_logged = now
+            logger.error("state store out of reach: %s", error)
 
     def _log_bad_cookie(self, visit: Visit, problem: str | None) -> None:
         if problem == TAMPERED:
@@ -420,6 +444,10 @@ class Gate:
             response = self.account_view.answer(visit, method)
         elif name == "auth":
             response = self.auth_view.answer(visit)
+        elif name.startswith("share/"):
+            response = self.share_views.open(visit, method, name[len("share/") :])
+        elif name == "shares":
+            response = self.share_views.page(visit, method)
         else:
             response = self.pages(visit.base).error(
                 404, "Not found", "There is no page at this address."
@@ -429,6 +457,9 @@ class Gate:
 
     def _refuse_access(self, visit: Visit, decision: Decision) -> Response:
         """Answer a decision that does not allow: 403, or off to the login page."""
+        if visit.share_problem is not None:
+            return self.finish(visit, self.share_views.refuse(visit))
+
         if visit.store_failed:
             audit.warning(
                 "store-unavailable client=%s path=%r reason=session not checked",
@@ -441,19 +472,34 @@ class Gate:
             return self.finish(visit, response)
 
         if decision.outcome == FORBID:
-            audit.warning(
-                "access-denied user=%r client=%s path=%r rule=%r reason=%s",
-                visit.user,
-                visit.client,
-                visit.path,
-                decision.rule.path,
-                decision.reason,
-            )
+            self.log_denied(visit, visit.path, decision)
             response = self.pages(visit.base).forbidden(visit.user)
         else:
             response = self.login_views.redirect_to_login(visit)
 
         return self.finish(visit, response)
+
+    def log_denied(self, visit: Visit, path: str, decision: Decision) -> None:
+        """Write the audit line for a visitor refused *path* by the rules."""
+        if visit.share is not None:
+            audit.warning(
+                "access-denied share=%s client=%s path=%r rule=%r reason=%s",
+                visit.share.id,
+                visit.client,
+                path,
+                decision.rule.path,
+                decision.reason,
+            )
+            return
+
+        audit.warning(
+            "access-denied user=%r client=%s path=%r rule=%r reason=%s",
+            visit.user,
+            visit.client,
+            path,
+            decision.rule.path,
+            decision.reason,
+        )
 
     def finish(self, visit: Visit, response: Response) -> Response:
         """Add the protective headers and any cookie update to a gate answer."""
@@ -544,18 +590,30 @@ class Gate:
         return others
 
     def decide(self, visit: Visit, path: str) -> Decision:
+        """Decide what the visitor may do with *path*, share link included.
+
+        A share link is asked only when the visitor's own rights do not
+        allow, and only to read.
+        """
         groups = visit.account.groups if visit.account else frozenset()
-        return self.rules.decide(path, visit.user, groups)
+        decision = self.rules.decide(path, visit.user, groups)
+        if decision.allowed or visit.share is None:
+            return decision
+
+        if visit.environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            return decision
+
+        shared = decide_share(self.rules, visit.share, path, visit.share_creator)
+        return decision if shared is None else shared
 
     def _visible(self, visit: Visit, found: Found) -> list[tuple[str, bool]]:
         """The entries of a listed folder that the visitor may open."""
         assert self.folder is not None, "only called in folder mode"
-        groups = visit.account.groups if visit.account else frozenset()
         return [
             (name, is_folder)
             for name, is_folder in self.folder.list_folder(found)
-            if self.rules.decide(
-                visit.path + name + ("/" if is_folder else ""), visit.user, groups
+            if self.decide(
+                visit, visit.path + name + ("/" if is_folder else "")
             ).allowed
         ]
 

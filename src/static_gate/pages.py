@@ -10,6 +10,7 @@ Every value put into a page is HTML-escaped.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from string import Template
@@ -18,6 +19,7 @@ from werkzeug.wrappers import Response
 
 from .errors import ConfigError
 from .paths import quote_path
+from .shares import MAX_NOTE_LENGTH
 
 _PLACEHOLDERS = {"title", "message", "content", "nonce"}
 
@@ -275,6 +277,99 @@ class Pages:
         )
         return self.render(200, "Your account", body, wide=True)
 
+    def share_open(self, path: str, action: str) -> Response:
+        """The page of a share link: what it opens, and the button to open it.
+
+        :param action: where the button posts: the link itself, encoded.
+        """
+        body = (
+            f"<p>You were sent a link to <strong>{escape(path)}</strong>.</p>\n"
+            f'<form method="post" action="{escape(action)}">'
+            '<button type="submit">Open</button>\n</form>\n'
+        )
+        return self.render(200, "Shared with you", body)
+
+    def share_gone(self) -> Response:
+        """The page for a share link that is expired, revoked or used up."""
+        return self.error(
+            410,
+            "Link expired",
+            "This link is not valid any more. "
+            "Ask the person who sent it for a new one.",
+        )
+
+    def share_invalid(self) -> Response:
+        """The page for a share link whose token is not one of ours."""
+        return self.error(
+            404,
+            "Link not valid",
+            "This link is not complete. Check that it was copied whole.",
+        )
+
+    def share_form(
+        self,
+        status: int,
+        token: str,
+        values: Mapping[str, str],
+        longest: str,
+        error: str = "",
+    ) -> Response:
+        """The form on which a signed-in user makes a share link.
+
+        :param values: what the fields hold: ``path``, ``expires``, ``uses``
+            and ``note``, as sent.
+        :param longest: ``[share] max_expires``, written as a duration.
+        """
+        parts = []
+        if error:
+            parts.append(f'<p class="error" role="alert">{escape(error)}</p>')
+
+        parts.append(
+            f'<form method="post" action="{escape(self.prefix)}shares">'
+            + _hidden("csrf_token", token)
+            + _field(
+                "path",
+                "File or folder",
+                values.get("path", ""),
+                "Such as /reports/a.html for one file, or /reports/ for a folder "
+                "and everything in it.",
+                ' required autocapitalize="none" spellcheck="false"',
+            )
+            + _field(
+                "expires",
+                "Works for",
+                values.get("expires", "7d"),
+                f"Such as 12h or 7d; at most {longest}.",
+                " required",
+            )
+            + _field(
+                "uses",
+                "Times it may be opened",
+                values.get("uses", ""),
+                "Leave empty for no limit.",
+                ' inputmode="numeric"',
+            )
+            + _field(
+                "note",
+                "Note",
+                values.get("note", ""),
+                "For whoever manages links; never shown to whoever opens it.",
+                f' maxlength="{MAX_NOTE_LENGTH}"',
+            )
+            + '\n<button type="submit">Make link</button>\n</form>'
+        )
+        return self.render(status, "Share a file or folder", "\n".join(parts) + "\n")
+
+    def share_made(self, url: str) -> Response:
+        """The page that shows a new share link, once."""
+        body = (
+            "<p>Send this link to whoever should read the file or folder. "
+            "It is shown only now.</p>\n"
+            f'<p><input readonly value="{escape(url)}" aria-label="Share link"></p>\n'
+            f'<p><a href="{escape(self.prefix)}shares">Make another link</a></p>\n'
+        )
+        return self.render(200, "Link made", body)
+
     def error(self, status: int, heading: str, text: str) -> Response:
         """A short page for a refused or failed request."""
         return self.render(status, heading, f"<p>{escape(text)}</p>\n")
@@ -292,6 +387,16 @@ class Pages:
 
         body = "<ul>\n" + "\n".join(items) + "\n</ul>\n"
         return self.render(200, f"Index of {path}", body, wide=True)
+
+
+def _field(name: str, label: str, value: str, hint: str, attributes: str) -> str:
+    """A labelled text input with a hint; *attributes* are trusted HTML."""
+    return (
+        f'\n<label for="{name}">{escape(label)}</label>\n'
+        f'<input id="{name}" name="{name}" value="{escape(value)}"'
+        f' aria-describedby="{name}-hint"{attributes}>\n'
+        f'<p class="hint" id="{name}-hint">{escape(hint)}</p>'
+    )
 
 
 def _hidden(name: str, value: str) -> str:

@@ -1,8 +1,9 @@
-"""Shared state: which sessions are still open, and how often logins failed.
+"""Shared state: open sessions, failed logins and share links.
 
 A signed cookie cannot be taken back, and a counter kept in one process does
 not stop guessing spread over several.  A :class:`Store` holds both for every
-worker process and host that shares it.  Three kinds exist, chosen by
+worker process and host that shares it, and the share links as well, so that
+a revoked link stops working everywhere at once.  Three kinds exist, chosen by
 ``[state] store``: SQLite (the default, one host), Redis (several hosts) and
 memory (tests and single-process use only).
 
@@ -34,6 +35,26 @@ class SessionRecord:
     started: int
     last_seen: int
     expires: int
+
+
+@dataclass(frozen=True)
+class ShareRecord:
+    """What the store knows about one share link.
+
+    The link itself is never stored: it is the id signed with the gate's
+    key (see :mod:`static_gate.shares`), so the id alone opens nothing.
+    """
+
+    id: str
+    #: The canonical path shared; it ends with ``/`` for a folder.
+    path: str
+    #: The user who made the link, or ``@`` and a login name for the shell.
+    created_by: str
+    created: int
+    expires: int
+    #: How many more times the link may be opened; ``None`` for no limit.
+    uses_left: int | None = None
+    note: str = ""
 
 
 def session_handle(session_id: str) -> str:
@@ -89,6 +110,30 @@ class Store(Protocol):
     def clear_failures(self, key: str) -> None:
         """Forget the failures counted for *key*."""
 
+    def add_share(self, record: ShareRecord) -> None:
+        """Remember a share link until its ``expires`` time."""
+
+    def use_share(self, share_id: str, now: float) -> ShareRecord | None:
+        """Open a share link once; return it as it is afterwards, or ``None``.
+
+        In one atomic step: the link must exist, not be expired and have a
+        use left; a limited link then has one use fewer.  Concurrent callers
+        never spend more uses than the link had.
+        """
+
+    def get_share(self, share_id: str, now: float) -> ShareRecord | None:
+        """Return the share link if it is live: not revoked and not expired.
+
+        A link whose uses are spent is still live: the browsers that opened
+        it keep reading until it expires or is revoked.
+        """
+
+    def list_shares(self, now: float) -> list[ShareRecord]:
+        """Return the live share links, oldest first."""
+
+    def revoke_share(self, share_id: str) -> bool:
+        """Forget a share link; return whether it was stored."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -125,4 +170,11 @@ def open_store(url: str, state_folder: Path, create: bool = True) -> Store:
     )
 
 
-__all__ = ["SessionRecord", "Store", "StoreError", "open_store", "session_handle"]
+__all__ = [
+    "SessionRecord",
+    "ShareRecord",
+    "Store",
+    "StoreError",
+    "open_store",
+    "session_handle",
+]

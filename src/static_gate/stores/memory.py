@@ -8,8 +8,9 @@ does not end the session in another.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
-from . import SessionRecord
+from . import SessionRecord, ShareRecord
 
 # Expired entries are swept at most this often, in seconds.
 _SWEEP_INTERVAL = 60.0
@@ -22,6 +23,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._sessions: dict[str, SessionRecord] = {}
         self._failures: dict[str, tuple[int, float]] = {}
+        self._shares: dict[str, ShareRecord] = {}
         self._swept = 0.0
 
     def check(self) -> None:
@@ -39,6 +41,11 @@ class MemoryStore:
         }
         self._failures = {
             key: value for key, value in self._failures.items() if value[1] > now
+        }
+        self._shares = {
+            share_id: record
+            for share_id, record in self._shares.items()
+            if record.expires > now
         }
 
     def add_session(self, record: SessionRecord) -> None:
@@ -106,6 +113,37 @@ class MemoryStore:
     def clear_failures(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
+
+    def add_share(self, record: ShareRecord) -> None:
+        with self._lock:
+            self._sweep(record.created)
+            self._shares[record.id] = record
+
+    def use_share(self, share_id: str, now: float) -> ShareRecord | None:
+        with self._lock:
+            record = self._shares.get(share_id)
+            if record is None or record.expires <= now or record.uses_left == 0:
+                return None
+
+            if record.uses_left is not None:
+                record = replace(record, uses_left=record.uses_left - 1)
+                self._shares[share_id] = record
+
+            return record
+
+    def get_share(self, share_id: str, now: float) -> ShareRecord | None:
+        record = self._shares.get(share_id)
+        return record if record is not None and record.expires > now else None
+
+    def list_shares(self, now: float) -> list[ShareRecord]:
+        return sorted(
+            (record for record in list(self._shares.values()) if record.expires > now),
+            key=lambda record: (record.created, record.id),
+        )
+
+    def revoke_share(self, share_id: str) -> bool:
+        with self._lock:
+            return self._shares.pop(share_id, None) is not None
 
     def close(self) -> None:
         return None

@@ -1,18 +1,18 @@
 """A store in Redis, for several hosts behind one load balancer.
 
 Needs the ``redis`` package (``pip install 'static-gate[redis]'``).  Every
-key expires by itself when its session or its failure count would, so
-nothing needs cleaning.  Keys start with ``static-gate:``; give each site
+key expires by itself when its session, its failure count or its share link
+would, so nothing needs cleaning.  Keys start with ``static-gate:``; give each site
 its own database number (``redis://host:6379/3``) when several share one
 server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from . import SessionRecord, StoreError
+from . import SessionRecord, ShareRecord, StoreError
 
 T = TypeVar("T")
 
@@ -45,6 +45,21 @@ return 0
 """
 
 
+# Open a share link once, atomically: refuse it when expired by the caller's
+# clock or when its uses are spent, else spend one use if it has a limit.
+# Returns the link's fields afterwards, or nil.
+_USE_SHARE = """
+local expires = redis.call('HGET', KEYS[1], 'expires')
+if not expires or tonumber(expires) <= tonumber(ARGV[1]) then return false end
+local left = redis.call('HGET', KEYS[1], 'uses_left')
+if left then
+    if tonumber(left) <= 0 then return false end
+    redis.call('HINCRBY', KEYS[1], 'uses_left', -1)
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
 class RedisStore:
     def __init__(self, url: str) -> None:
         try:
@@ -68,6 +83,7 @@ class RedisStore:
         self._add_failure = self.client.register_script(_ADD_FAILURE)
         self._extend_failures = self.client.register_script(_EXTEND_FAILURES)
         self._touch = self.client.register_script(_TOUCH)
+        self._use_share = self.client.register_script(_USE_SHARE)
 
     def _run(self, work: Callable[[], T]) -> T:
         try:
@@ -170,6 +186,64 @@ class RedisStore:
     def clear_failures(self, key: str) -> None:
         self._run(lambda: self.client.delete(f"{_PREFIX}f:{key}"))
 
+    def add_share(self, record: ShareRecord) -> None:
+        key = f"{_PREFIX}share:{record.id}"
+        pipe = self.client.pipeline()
+        pipe.delete(key)
+        pipe.hset(
+            key,
+            mapping={
+                "path": record.path,
+                "created_by": record.created_by,
+                "created": record.created,
+                "expires": record.expires,
+                "note": record.note,
+            },
+        )
+        # No field means no limit.
+        if record.uses_left is not None:
+            pipe.hset(key, "uses_left", record.uses_left)
+        pipe.expireat(key, record.expires)
+        self._run(pipe.execute)
+
+    def use_share(self, share_id: str, now: float) -> ShareRecord | None:
+        reply = self._run(
+            lambda: self._use_share(keys=[f"{_PREFIX}share:{share_id}"], args=[now])
+        )
+        if not reply:
+            return None
+
+        return _share(share_id, dict(zip(reply[::2], reply[1::2], strict=True)))
+
+    def get_share(self, share_id: str, now: float) -> ShareRecord | None:
+        fields = self._run(lambda: self.client.hgetall(f"{_PREFIX}share:{share_id}"))
+        if not fields:
+            return None
+
+        record = _share(share_id, fields)
+        return record if record.expires > now else None
+
+    def list_shares(self, now: float) -> list[ShareRecord]:
+        keys = self._run(
+            lambda: list(self.client.scan_iter(f"{_PREFIX}share:*", count=500))
+        )
+        pipe = self.client.pipeline()
+        for key in keys:
+            pipe.hgetall(key)
+        records = [
+            _share(_text(key)[len(_PREFIX) + 6 :], fields)
+            for key, fields in zip(keys, self._run(pipe.execute), strict=True)
+            if fields
+        ]
+        return sorted(
+            (record for record in records if record.expires > now),
+            key=lambda record: (record.created, record.id),
+        )
+
+    def revoke_share(self, share_id: str) -> bool:
+        removed = self._run(lambda: self.client.delete(f"{_PREFIX}share:{share_id}"))
+        return bool(removed)
+
     def close(self) -> None:
         self.client.close()
 
@@ -193,4 +267,18 @@ def _record(handle: str, fields: dict[str, str]) -> SessionRecord:
         number("started"),
         number("last_seen"),
         number("expires"),
+    )
+
+
+def _share(share_id: str, reply: Mapping[str | bytes, str | bytes]) -> ShareRecord:
+    fields = {_text(name): _text(value) for name, value in reply.items()}
+    uses_left = fields.get("uses_left")
+    return ShareRecord(
+        share_id,
+        fields.get("path", ""),
+        fields.get("created_by", ""),
+        int(fields.get("created", "0")),
+        int(fields.get("expires", "0")),
+        None if uses_left is None else int(uses_left),
+        fields.get("note", ""),
     )

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import SessionRecord, StoreError
+from . import SessionRecord, ShareRecord, StoreError
 
 T = TypeVar("T")
 
@@ -46,7 +46,19 @@ CREATE TABLE IF NOT EXISTS failures (
     count INTEGER NOT NULL,
     resets REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS shares (
+    id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    uses_left INTEGER,
+    note TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shares_by_expiry ON shares (expires);
 """
+
+_SHARE_COLUMNS = "id, path, created_by, created, expires, uses_left, note"
 
 # One statement, so two workers counting at once cannot lose a failure.
 _ADD_FAILURE = """
@@ -55,6 +67,14 @@ ON CONFLICT (key) DO UPDATE SET
     count = CASE WHEN resets <= :now THEN 1 ELSE count + 1 END,
     resets = CASE WHEN resets <= :now THEN :now + :window ELSE resets END
 RETURNING count, resets
+"""
+
+# One statement, so two workers opening a link at once cannot both spend its
+# last use.  A NULL uses_left (no limit) stays NULL.
+_USE_SHARE = f"""
+UPDATE shares SET uses_left = uses_left - 1
+WHERE id = :id AND expires > :now AND (uses_left IS NULL OR uses_left > 0)
+RETURNING {_SHARE_COLUMNS}
 """
 
 
@@ -136,6 +156,7 @@ class SqliteStore:
         self._swept = now
         connection.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
         connection.execute("DELETE FROM failures WHERE resets <= ?", (now,))
+        connection.execute("DELETE FROM shares WHERE expires <= ?", (now,))
 
     def check(self) -> None:
         def probe(connection: sqlite3.Connection) -> None:
@@ -243,6 +264,61 @@ class SqliteStore:
                 "DELETE FROM failures WHERE key = ?", (key,)
             )
         )
+
+    def add_share(self, record: ShareRecord) -> None:
+        def add(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"INSERT OR REPLACE INTO shares ({_SHARE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.path,
+                    record.created_by,
+                    record.created,
+                    record.expires,
+                    record.uses_left,
+                    record.note,
+                ),
+            )
+            self._sweep(connection, record.created)
+
+        self._run(add)
+
+    def use_share(self, share_id: str, now: float) -> ShareRecord | None:
+        # fetchall() steps the statement to its end, which commits it at once.
+        rows = self._run(
+            lambda connection: connection.execute(
+                _USE_SHARE, {"id": share_id, "now": now}
+            ).fetchall()
+        )
+        return ShareRecord(*rows[0]) if rows else None
+
+    def get_share(self, share_id: str, now: float) -> ShareRecord | None:
+        row = self._run(
+            lambda connection: connection.execute(
+                f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ? AND expires > ?",
+                (share_id, now),
+            ).fetchone()
+        )
+        return ShareRecord(*row) if row else None
+
+    def list_shares(self, now: float) -> list[ShareRecord]:
+        rows = self._run(
+            lambda connection: connection.execute(
+                f"SELECT {_SHARE_COLUMNS} FROM shares WHERE expires > ? "
+                "ORDER BY created, id",
+                (now,),
+            ).fetchall()
+        )
+        return [ShareRecord(*row) for row in rows]
+
+    def revoke_share(self, share_id: str) -> bool:
+        cursor = self._run(
+            lambda connection: connection.execute(
+                "DELETE FROM shares WHERE id = ?", (share_id,)
+            )
+        )
+        return cursor.rowcount > 0
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
