@@ -248,7 +248,8 @@ BAD_SETTINGS = [
     pytest.param(
         {"colours": {"a": 1}},
         "gate.toml: [colours] is not a known table; "
-        "use auth, pages, proxy, rules, session, share, state, static, throttle.",
+        "use auth, pages, proxy, rules, session, share, state, static, throttle, "
+        "trail.",
         id="unknown-table",
     ),
     pytest.param(

@@ -91,6 +91,13 @@ class AccountView:
                 visit.account.name,
                 visit.client,
             )
+            self.gate.record_event(
+                visit,
+                "logout-refused",
+                user=visit.account.name,
+                reason="missing or stale form token",
+                status=400,
+            )
             return self.gate.pages(visit.base).error(
                 400, "Form expired", "This form has expired; open the page again."
             )
@@ -102,5 +109,12 @@ class AccountView:
             visit.account.name,
             visit.client,
             ended,
+        )
+        self.gate.record_event(
+            visit,
+            "logout-everywhere",
+            user=visit.account.name,
+            reason=f"{ended} session(s) ended",
+            status=303,
         )
         return signed_out(f"{visit.base}{self.gate.prefix}login")

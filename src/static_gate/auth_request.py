@@ -62,6 +62,7 @@ class AuthRequestView:
         self.gate.share_views.read_cookie(visit, path)
         decision = self._judge(visit, path)
         if decision.outcome == ALLOW:
+            self._record(visit, path, decision, 204)
             response = Response(status=204)
             if visit.user is not None:
                 response.headers[USER_HEADER] = visit.user
@@ -74,13 +75,34 @@ class AuthRequestView:
                 path,
                 "session" if visit.store_failed else "share",
             )
+            self.gate.record_event(
+                visit,
+                "store-unavailable",
+                path=path,
+                reason=f"{'session' if visit.store_failed else 'share'} not checked",
+                status=403,
+            )
             return Response(status=403)
 
         if decision.outcome == FORBID:
             self.gate.log_denied(visit, path, decision)
+            self._record(visit, path, decision, 403)
             return Response(status=403)
 
         return Response(status=401)
+
+    def _record(self, visit: Visit, path: str, decision: Decision, status: int) -> None:
+        # nginx sends the file, and asks with GET whatever the request was:
+        # neither the method nor the size is known here.
+        self.gate.record_content(
+            visit,
+            decision,
+            when=self.gate.clock(),
+            path=path,
+            method=None,
+            status=status,
+            sent=None,
+        )
 
     def _judge(self, visit: Visit, path: str) -> Decision:
         """Decide for *path* and for what nginx would really send for it."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 
+from .audit_cli import add_audit_command
 from .config import (
     CONFIG_ENV,
     Config,
@@ -167,6 +168,7 @@ def _build_parser() -> argparse.ArgumentParser:
     secret.set_defaults(handler=_secret)
 
     add_share_commands(commands, with_config)
+    add_audit_command(commands, with_config)
     return parser
 
 
@@ -218,7 +220,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .reload import ReloadingGate
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    gate = AccessLog(ReloadingGate(_config_path(args)))
+    reloading = ReloadingGate(_config_path(args))
+    # A share link's token is a password: keep it out of the log.
+    gate = AccessLog(reloading, secret_prefix=reloading.current.prefix + "share/")
     try:
         server = waitress.create_server(
             gate,

@@ -25,6 +25,7 @@ from .rules import ALLOW_VALUES, ANYONE, LISTED, Rule
 from .shares import ShareConfig
 from .tables import Reader, Table
 from .throttle import ThrottleConfig
+from .trail import TrailConfig
 
 #: Environment variable naming the configuration file.
 CONFIG_ENV = "STATIC_GATE_CONFIG"
@@ -59,6 +60,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "proxy": ("trusted", "user_header"),
     "state": ("store", "read_during_outage"),
     "throttle": ("max_failures", "window", "concurrent_checks", "check_wait"),
+    "trail": ("file", "hash_addresses"),
     "share": ("base_url", "creators", "max_expires"),
     "rules": ("path", "allow", "users", "groups", "cache_control"),
 }
@@ -151,6 +153,7 @@ class Config:
     rules: tuple[Rule, ...] = ()
     state: StateConfig = StateConfig()
     throttle: ThrottleConfig = ThrottleConfig()
+    trail: TrailConfig = TrailConfig()
     share: ShareConfig = ShareConfig()
 
 
@@ -219,6 +222,7 @@ def parse_config(
     proxy = _read_proxy(reader, data)
     state = _read_state(reader, data)
     throttle = _read_throttle(reader, data)
+    trail = _read_trail(reader, data)
     share = _read_share(reader, data)
     rules = _read_rules(reader, data, pages.prefix, static.root)
 
@@ -244,6 +248,7 @@ def parse_config(
         rules=rules,
         state=state,
         throttle=throttle,
+        trail=trail,
         share=share,
     )
 
@@ -501,6 +506,14 @@ def _is_base_url(text: str) -> bool:
         )
     except ValueError:
         return False
+
+
+def _read_trail(reader: Reader, data: Mapping[str, Any]) -> TrailConfig:
+    table = reader.table(data, "trail", KEYS["trail"])
+    return TrailConfig(
+        file=table.path("file"),
+        hash_addresses=table.flag("hash_addresses", False),
+    )
 
 
 def _read_rules(

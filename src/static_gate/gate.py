@@ -23,6 +23,7 @@ from . import headers, hygiene
 from .account import AccountView
 from .auth_request import USER_HEADER, AuthRequestView
 from .config import Config, load_config
+from .counting import Sent, observe
 from .credentials import Account, Accounts
 from .errors import ConfigError
 from .file_response import FileAnswer
@@ -46,6 +47,7 @@ from .share_views import ShareViews
 from .shares import decide_share
 from .stores import ShareRecord, Store, StoreError, open_store, session_handle
 from .throttle import CheckSlots, Throttle
+from .trail import Trail
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -95,6 +97,8 @@ class Visit:
     share_problem: str | None = None
     #: The path of the link whose cookie must be deleted, when it is gone.
     share_scope: str | None = None
+    #: The decision behind a content answer; ``None`` for the gate's pages.
+    decision: Decision | None = None
 
     @property
     def user(self) -> str | None:
@@ -177,6 +181,12 @@ class Gate:
         self.account_view = AccountView(self)
         self.auth_view = AuthRequestView(self)
         self.share_views = ShareViews(self)
+        self.trail = Trail(
+            config.trail,
+            config.session.secret_keys[0].value,
+            prefix=self.prefix,
+            where=where,
+        )
         self._outage_logged = 0.0
 
     @classmethod
@@ -217,10 +227,94 @@ class Gate:
             headers.protect(response.headers)
             return response(environ, start_response)
 
+        if visit.decision is not None and self.trail.enabled:
+            return self._answer_recorded(visit, visit.decision, answer, start_response)
+
         if isinstance(answer, Decision):
             return self._pass_on(visit, answer, start_response)
 
         return answer(environ, start_response)
+
+    def _answer_recorded(
+        self,
+        visit: Visit,
+        decision: Decision,
+        answer: Response | FileAnswer | Decision,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Answer, and add the answer to the access trail once it is sent."""
+        when = self.clock()
+        # The front server sends an offloaded file: its size is unknown here.
+        offloaded = (
+            isinstance(answer, FileAnswer) and self.config.static.offload != "none"
+        )
+
+        def respond(environ: WSGIEnvironment, start: StartResponse) -> Iterable[bytes]:
+            if isinstance(answer, Decision):
+                return self._pass_on(visit, answer, start)
+            return answer(environ, start)
+
+        def record(sent: Sent) -> None:
+            self.record_content(
+                visit,
+                decision,
+                when=when,
+                path=visit.path,
+                method=visit.environ.get("REQUEST_METHOD"),
+                status=sent.status,
+                sent=None if offloaded else sent.size,
+            )
+
+        return observe(respond, visit.environ, start_response, record)
+
+    def record_content(
+        self,
+        visit: Visit,
+        decision: Decision,
+        *,
+        when: float,
+        path: str,
+        method: str | None,
+        status: int | None,
+        sent: int | None,
+    ) -> None:
+        """Add an answer with content, or a refusal, to the access trail."""
+        self.trail.content(
+            when,
+            user=visit.user,
+            share=visit.share.id if visit.share is not None else None,
+            client=visit.client,
+            method=method,
+            path=path,
+            rule=None if decision.default else decision.rule.path,
+            decision=decision.outcome,
+            reason=decision.reason,
+            status=status,
+            sent=sent,
+        )
+
+    def record_event(
+        self,
+        visit: Visit,
+        name: str,
+        *,
+        user: str | None = None,
+        share: str | None = None,
+        path: str | None = None,
+        reason: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        """Add a sign-in or share-link event of *visit* to the access trail."""
+        self.trail.event(
+            self.clock(),
+            name,
+            client=visit.client,
+            user=user,
+            share=share,
+            path=path,
+            reason=reason,
+            status=status,
+        )
 
     def _begin(self, environ: WSGIEnvironment) -> Visit | Response:
         removed = hygiene.scrub(environ)
@@ -303,11 +397,19 @@ class Gate:
             account = self.accounts.find(session.user, fresh=True)
 
         if account is None or account.fingerprint != session.fingerprint:
+            reason = "user removed" if account is None else "password changed"
             audit.info(
                 "session-ended user=%r client=%s reason=%s",
                 session.user,
                 visit.client,
-                "user removed" if account is None else "password changed",
+                reason,
+            )
+            self.record_event(
+                visit,
+                "session-ended",
+                user=session.user,
+                path=visit.path,
+                reason=reason,
             )
             visit.cookie_update = ""
             return
@@ -351,6 +453,9 @@ class Gate:
                 visit.client,
                 visit.path,
             )
+            self.record_event(
+                visit, "session-revoked", user=session.user, path=visit.path
+            )
             visit.cookie_update = ""
 
         return is_open
@@ -368,13 +473,21 @@ class Gate:
                 visit.client,
                 visit.path,
             )
+            self.record_event(
+                visit,
+                "session-rejected",
+                path=visit.path,
+                reason="bad signature or format",
+            )
         elif problem in (EXPIRED, IDLE):
+            reason = "lifetime over" if problem == EXPIRED else "idle timeout"
             audit.info(
                 "session-expired client=%s path=%r reason=%s",
                 visit.client,
                 visit.path,
-                "lifetime over" if problem == EXPIRED else "idle timeout",
+                reason,
             )
+            self.record_event(visit, "session-expired", path=visit.path, reason=reason)
 
     def set_session_cookie(self, visit: Visit, target: Headers) -> None:
         """Add the ``Set-Cookie`` header that *visit* calls for, if any."""
@@ -425,6 +538,7 @@ class Gate:
             return self._gate_page(visit)
 
         decision = self.decide(visit, visit.path)
+        visit.decision = decision
         if decision.outcome == ALLOW:
             if self.folder is None:
                 return decision
@@ -457,6 +571,7 @@ class Gate:
 
     def _refuse_access(self, visit: Visit, decision: Decision) -> Response:
         """Answer a decision that does not allow: 403, or off to the login page."""
+        visit.decision = decision
         if visit.share_problem is not None:
             return self.finish(visit, self.share_views.refuse(visit))
 
@@ -465,6 +580,13 @@ class Gate:
                 "store-unavailable client=%s path=%r reason=session not checked",
                 visit.client,
                 visit.path,
+            )
+            self.record_event(
+                visit,
+                "store-unavailable",
+                path=visit.path,
+                reason="session not checked",
+                status=503,
             )
             response = self.pages(visit.base).unavailable(
                 "Signed-in pages cannot be shown right now. Please try again soon."
@@ -527,6 +649,7 @@ class Gate:
 
                 if other_decision.rule.cache_control is None:
                     decision = other_decision
+                    visit.decision = decision
 
             file_headers = self._content_headers(visit, decision)
             offload = self.config.static.offload

@@ -89,6 +89,9 @@ class LoginViews:
                 "login-refused client=%s reason=missing or stale form token",
                 visit.client,
             )
+            self.gate.record_event(
+                visit, "login-refused", reason="missing or stale form token", status=400
+            )
             return self._form(
                 visit,
                 400,
@@ -106,6 +109,13 @@ class LoginViews:
                 "login-unavailable user=%r client=%s reason=state store out of reach",
                 user[:MAX_USER_LENGTH],
                 visit.client,
+            )
+            self.gate.record_event(
+                visit,
+                "login-unavailable",
+                user=user[:MAX_USER_LENGTH],
+                reason="state store out of reach",
+                status=503,
             )
             logger.error("sign-in refused, state store out of reach: %s", error)
             return self.gate.pages(visit.base).unavailable(
@@ -135,6 +145,13 @@ class LoginViews:
                 visit.client,
                 retry_after,
             )
+            gate.record_event(
+                visit,
+                "login-throttled",
+                user=user[:MAX_USER_LENGTH],
+                reason=f"retry after {retry_after} s",
+                status=429,
+            )
             return gate.pages(visit.base).throttled(retry_after)
 
         account = None
@@ -149,6 +166,13 @@ class LoginViews:
                     user[:MAX_USER_LENGTH],
                     visit.client,
                 )
+                gate.record_event(
+                    visit,
+                    "login-busy",
+                    user=user[:MAX_USER_LENGTH],
+                    reason="too many checks at once",
+                    status=503,
+                )
                 return gate.pages(visit.base).unavailable(
                     "Too many people are signing in. Please try again in a moment.",
                     retry_after=5,
@@ -160,6 +184,13 @@ class LoginViews:
                 "login-failed user=%r client=%s reason=wrong user name or password",
                 user[:MAX_USER_LENGTH],
                 visit.client,
+            )
+            gate.record_event(
+                visit,
+                "login-failed",
+                user=user[:MAX_USER_LENGTH],
+                reason="wrong user name or password",
+                status=401,
             )
             error = (
                 "Wrong user name or password."
@@ -184,6 +215,7 @@ class LoginViews:
         visit.account = account
         visit.cookie_update = gate.sessions.dump(session)
         audit.info("login user=%r client=%s", account.name, visit.client)
+        gate.record_event(visit, "login", user=account.name, status=303)
         response = self._go_to(visit, next_path)
         self._clear_nonce(visit, response)
         return response
@@ -290,6 +322,13 @@ class LoginViews:
                 session.user,
                 visit.client,
             )
+            self.gate.record_event(
+                visit,
+                "logout-refused",
+                user=session.user,
+                reason="missing or stale form token",
+                status=400,
+            )
             return self.gate.pages(visit.base).error(
                 400,
                 "Form expired",
@@ -307,12 +346,20 @@ class LoginViews:
                 session.user,
                 visit.client,
             )
+            self.gate.record_event(
+                visit,
+                "logout-unrecorded",
+                user=session.user,
+                reason="state store out of reach",
+                status=503,
+            )
             return self.gate.pages(visit.base).unavailable(
                 "You are signed out in this browser, but the server could not "
                 "record it. Please sign out again in a moment."
             )
 
         audit.info("logout user=%r client=%s", session.user, visit.client)
+        self.gate.record_event(visit, "logout", user=session.user, status=303)
         return signed_out(login_page)
 
 

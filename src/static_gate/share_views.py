@@ -85,6 +85,9 @@ class ShareViews:
                 visit.client,
                 path,
             )
+            self.gate.record_event(
+                visit, "share-refused", path=path, reason="cookie not valid"
+            )
             return
 
         share_id, scope = loaded
@@ -105,6 +108,13 @@ class ShareViews:
                 visit.client,
                 path,
             )
+            self.gate.record_event(
+                visit,
+                "share-ended",
+                share=share_id,
+                path=path,
+                reason="revoked or expired",
+            )
             visit.share_problem, visit.share_scope = GONE, scope
             return
 
@@ -120,6 +130,13 @@ class ShareViews:
                 "store-unavailable client=%s path=%r reason=share not checked",
                 visit.client,
                 visit.path,
+            )
+            self.gate.record_event(
+                visit,
+                "store-unavailable",
+                path=visit.path,
+                reason="share not checked",
+                status=503,
             )
             return pages.unavailable(
                 "Shared pages cannot be shown right now. Please try again soon."
@@ -164,6 +181,9 @@ class ShareViews:
                 "share-refused client=%s reason=bad signature or format",
                 visit.client,
             )
+            self.gate.record_event(
+                visit, "share-refused", reason="bad signature or format", status=404
+            )
             return pages.share_invalid()
 
         now = self.gate.clock()
@@ -174,10 +194,18 @@ class ShareViews:
                 record = self.gate.store.get_share(share_id, now)
         except StoreError as error:
             self.gate.note_outage(error, now)
+            # Never the path here: it holds the link's token.
             audit.warning(
-                "store-unavailable client=%s path=%r reason=share not checked",
+                "store-unavailable client=%s share=%s reason=share not checked",
                 visit.client,
-                visit.path,
+                share_id,
+            )
+            self.gate.record_event(
+                visit,
+                "store-unavailable",
+                share=share_id,
+                reason="share not checked",
+                status=503,
             )
             return pages.unavailable(
                 "Shared links cannot be opened right now. Please try again soon."
@@ -190,6 +218,13 @@ class ShareViews:
                 "share-refused id=%s client=%s reason=expired, revoked or used up",
                 share_id,
                 visit.client,
+            )
+            self.gate.record_event(
+                visit,
+                "share-refused",
+                share=share_id,
+                reason="expired, revoked or used up",
+                status=410,
             )
             return pages.share_gone()
 
@@ -207,6 +242,14 @@ class ShareViews:
             record.path,
             visit.client,
             _uses(record.uses_left),
+        )
+        self.gate.record_event(
+            visit,
+            "share-opened",
+            share=record.id,
+            path=record.path,
+            reason=f"uses left: {_uses(record.uses_left)}",
+            status=303,
         )
         until = share_cookie_until(record, now)
         value = dump_share_cookie(self.keys, record.id, record.path, until)
@@ -237,6 +280,14 @@ class ShareViews:
                 account.name,
                 visit.client,
                 visit.path,
+            )
+            self.gate.record_event(
+                visit,
+                "access-denied",
+                user=account.name,
+                path=visit.path,
+                reason="not in [share] creators",
+                status=403,
             )
             return pages.forbidden(account.name)
 
@@ -289,6 +340,14 @@ class ShareViews:
             visit.client,
             record.expires,
             _uses(record.uses_left),
+        )
+        self.gate.record_event(
+            visit,
+            "share-made",
+            user=account.name,
+            share=record.id,
+            path=record.path,
+            status=200,
         )
         url = share_url(
             self._base_url(visit), self.gate.prefix, make_token(self.keys, record.id)
