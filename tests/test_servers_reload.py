@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 from conftest import PASSWORDS, render_toml
 from servers import (
@@ -18,6 +19,7 @@ from servers import (
     wait_until,
 )
 from static_gate.cli import main
+from static_gate.credentials import Account, format_users
 from static_gate.reload import CHECK_INTERVAL
 
 REPORT = "/report.html"
@@ -112,3 +114,57 @@ def test_a_changed_password_ends_the_session_on_every_worker(
         10,
         "every worker to end alice's session",
     )
+
+
+def test_a_revoked_share_link_dies_on_every_worker(
+    gunicorn: tuple[Server, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    server, config = gunicorn
+    assert main(["share", REPORT, "--expires", "1h", "--config", str(config)]) == 0
+    link = re.search(r"/_gate/share/\S+", capsys.readouterr().out)
+    assert link
+    opener = HttpClient(server.url)
+    assert opener.request("POST", link.group(0)).status == 303
+    cookies = dict(opener.cookies)
+
+    def statuses_with_link() -> set[int]:
+        return {
+            HttpClient(server.url, cookies=cookies).get(REPORT).status
+            for _ in range(ROUNDS)
+        }
+
+    assert statuses_with_link() == {200}
+    assert main(["share", "list", "--config", str(config)]) == 0
+    share_id = capsys.readouterr().out.splitlines()[1].split()[0]
+
+    assert main(["share", "revoke", share_id, "--config", str(config)]) == 0
+
+    assert statuses_with_link() == {410}
+
+
+def test_a_broken_users_file_changes_nothing_but_a_log_line(
+    gunicorn: tuple[Server, Path],
+) -> None:
+    server, config = gunicorn
+    users = config.with_name("users.txt")
+    # Hashes with the production parameters: a sign-in must not rewrite the
+    # file (upgrading a cheap test hash) while the broken edit is in place.
+    accounts = {
+        name: Account(name, PasswordHasher().hash(PASSWORDS[name]))
+        for name in ("alice", "bob")
+    }
+    rewrite(users, format_users(accounts))
+    cookie = sign_in(server.url, "alice", PASSWORDS["alice"])
+    # Every worker has read the good file once it accepts the new session.
+    wait_until(lambda: statuses(server, cookie) == {200}, 10, "all workers")
+
+    rewrite(users, users.read_text() + "this line is not a user\n")
+
+    def refused() -> bool:
+        assert statuses(server, cookie) == {200}
+        return "users file not reloaded" in server.log_tail(200)
+
+    wait_until(refused, 10, "the refusal in the log")
+    assert sign_in(server.url, "bob", PASSWORDS["bob"])
