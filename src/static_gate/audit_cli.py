@@ -19,8 +19,7 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 
-from ._compat import tomllib
-from .config import CONFIG_ENV
+from .config import CONFIG_ENV, read_one_table
 from .errors import ConfigError, UsageError
 from .paths import PathRejected, canonical_path
 from .tables import parse_duration
@@ -204,20 +203,8 @@ def trail_file_setting(path: str | os.PathLike[str]) -> Path | None:
     :raises ConfigError: the file cannot be read, is not TOML, or the key is
         not a string.
     """
-    source = Path(path).absolute()
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(
-            f"{source}: cannot read the configuration file ({error.strerror})."
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: the configuration file is not UTF-8.") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: not valid TOML ({error}).") from None
-
-    table = data.get("trail", {})
-    value = table.get("file") if isinstance(table, dict) else None
+    source, table = read_one_table(path, "trail")
+    value = table.get("file")
     if value is None or value == "":
         return None
 

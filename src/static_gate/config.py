@@ -659,6 +659,19 @@ def shared_user_setting(path: str | os.PathLike[str]) -> str | None:
 
 
 def _read_auth_table(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    return read_one_table(path, "auth")
+
+
+def read_one_table(
+    path: str | os.PathLike[str], name: str
+) -> tuple[Path, dict[str, Any]]:
+    """Return the configuration file's absolute path and its table *name*.
+
+    For commands that need one table only and must work where the rest (the
+    signing key, the served folder) is not available.
+
+    :raises ConfigError: the file cannot be read or is not TOML.
+    """
     source = Path(path).absolute()
     try:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
@@ -671,5 +684,5 @@ def _read_auth_table(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML ({error}).") from None
 
-    auth = data.get("auth", {})
-    return source, auth if isinstance(auth, dict) else {}
+    table = data.get(name, {})
+    return source, table if isinstance(table, dict) else {}
