@@ -17,9 +17,9 @@ from conftest import (
     signed_in,
 )
 from static_gate import ConfigError, Gate
-from static_gate.gate import is_navigation
 from static_gate.keys import SecretKey
 from static_gate.session import TAMPERED, SessionCodec, make_signer
+from static_gate.visit import is_navigation
 
 IDLE = 30 * 60
 ASSET = {"Accept": "image/avif,image/webp,*/*", "Sec-Fetch-Mode": "no-cors"}

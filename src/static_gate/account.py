@@ -19,7 +19,8 @@ from .login import refuse_body, signed_out
 from .stores import StoreError, session_handle
 
 if TYPE_CHECKING:
-    from .gate import Gate, Visit
+    from .gate import Gate
+    from .visit import Visit
 
 audit = logging.getLogger("static_gate.audit")
 

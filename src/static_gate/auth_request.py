@@ -28,7 +28,8 @@ from .rules import ALLOW, FORBID, Decision
 from .share_views import STORE
 
 if TYPE_CHECKING:
-    from .gate import Gate, Visit
+    from .gate import Gate
+    from .visit import Visit
 
 logger = logging.getLogger("static_gate")
 audit = logging.getLogger("static_gate.audit")

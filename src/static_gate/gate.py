@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
@@ -24,7 +23,7 @@ from .account import AccountView
 from .auth_request import USER_HEADER, AuthRequestView
 from .config import Config, load_config
 from .counting import Sent, observe
-from .credentials import Account, Accounts
+from .credentials import Accounts
 from .errors import ConfigError
 from .file_response import FileAnswer
 from .files import (
@@ -45,9 +44,16 @@ from .rules import ALLOW, FORBID, Decision, RuleSet
 from .session import EXPIRED, IDLE, MISSING, TAMPERED, Session, SessionCodec
 from .share_views import ShareViews
 from .shares import decide_share
-from .stores import ShareRecord, Store, StoreError, open_store, session_handle
+from .stores import Store, StoreError, open_store, session_handle
 from .throttle import CheckSlots, Throttle
 from .trail import Trail
+from .visit import (
+    Visit,
+    decode_wsgi,
+    is_navigation,
+    read_cookies,
+    session_cookie_name,
+)
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -62,51 +68,6 @@ USER_KEY = "static_gate.user"
 GROUPS_KEY = "static_gate.groups"
 #: Environ key holding the id of the share link that a request came with.
 SHARE_KEY = "static_gate.share"
-
-
-@dataclass
-class Visit:
-    """What the gate knows about one request once it has checked it."""
-
-    environ: WSGIEnvironment
-    path: str
-    #: The mount point, percent-encoded, without a trailing slash.
-    base: str
-    client: str
-    secure: bool
-    cookie_name: str
-    cookies: dict[str, str]
-    session: Session | None = None
-    account: Account | None = None
-    #: Set when the cookie must be re-issued or deleted with this response.
-    cookie_update: str | None = None
-    #: Set when a session cookie could not be checked against the store.
-    store_failed: bool = False
-    #: ``X-Original-URI`` as sent, for the auth endpoint only.
-    original_uri: str | None = None
-    #: A validly signed session that the store could not confirm: sign-out
-    #: must still be able to end it.
-    unconfirmed: Session | None = None
-    #: The live share link whose cookie covers this path.
-    share: ShareRecord | None = None
-    #: The account that made :attr:`share`, as it is now; ``None`` for a
-    #: link made at the shell or by a user who was removed.
-    share_creator: Account | None = None
-    #: Why a share cookie that covers this path was not honoured:
-    #: ``"store"`` (out of reach) or ``"gone"`` (expired or revoked).
-    share_problem: str | None = None
-    #: The path of the link whose cookie must be deleted, when it is gone.
-    share_scope: str | None = None
-    #: The decision behind a content answer; ``None`` for the gate's pages.
-    decision: Decision | None = None
-
-    @property
-    def user(self) -> str | None:
-        return self.account.name if self.account else None
-
-    @property
-    def cookie_path(self) -> str:
-        return self.base + "/"
 
 
 class Gate:
@@ -319,7 +280,7 @@ class Gate:
     def _begin(self, environ: WSGIEnvironment) -> Visit | Response:
         removed = hygiene.scrub(environ)
         script_name = environ.get("SCRIPT_NAME", "")
-        base = quote_path(_decode(script_name).rstrip("/")) if script_name else ""
+        base = quote_path(decode_wsgi(script_name).rstrip("/")) if script_name else ""
         status = hygiene.oversized_part(environ)
         if status is not None:
             return self._refuse(base, status)
@@ -331,7 +292,7 @@ class Gate:
             logger.info("request path refused (%s): %r", error.reason, raw_path)
             return self._refuse(base, error.status)
 
-        if path != _decode(raw_path):
+        if path != decode_wsgi(raw_path):
             return self._redirect_to_canonical(environ, base, path)
 
         trusted = self.config.proxy.trusted
@@ -339,7 +300,7 @@ class Gate:
         if secure is None:
             secure = is_https(environ, trusted)
 
-        cookie_name = _cookie_name(self.config.session.cookie_name, secure, base)
+        cookie_name = session_cookie_name(self.config.session.cookie_name, secure, base)
         visit = Visit(
             environ=environ,
             path=path,
@@ -347,7 +308,7 @@ class Gate:
             client=client_address(environ, trusted),
             secure=secure,
             cookie_name=cookie_name,
-            cookies=_cookies(environ, self.config.session.cookie_name),
+            cookies=read_cookies(environ, self.config.session.cookie_name),
             original_uri=removed.get("HTTP_X_ORIGINAL_URI"),
         )
         self._read_session(visit)
@@ -777,69 +738,3 @@ def _open_store(config: Config, where: str) -> Store:
         logger.info("state store: %s", store.description)
 
     return store
-
-
-def is_navigation(environ: WSGIEnvironment) -> bool:
-    """Tell whether the request is a browser loading a page, not an asset.
-
-    Browsers say so in ``Sec-Fetch-Mode`` and ``Sec-Fetch-Dest`` (Fetch
-    Metadata); for clients that send neither, a GET that accepts HTML counts.
-    """
-    mode = environ.get("HTTP_SEC_FETCH_MODE")
-    if mode is not None:
-        return bool(
-            mode == "navigate"
-            and environ.get("HTTP_SEC_FETCH_DEST", "document") == "document"
-        )
-
-    return environ.get("REQUEST_METHOD") == "GET" and "text/html" in environ.get(
-        "HTTP_ACCEPT", ""
-    )
-
-
-def _cookies(environ: WSGIEnvironment, base_name: str) -> dict[str, str]:
-    """The gate's own cookies of the request, by name.
-
-    Only cookies whose name contains *base_name* (``[session]
-    cookie_name``, which every cookie of the gate contains after a
-    ``__Host-`` or ``__Secure-`` prefix) are kept; the others belong to the
-    site and are none of the gate's business.  The first of a repeated name
-    wins, as in werkzeug's parser.
-    """
-    header = environ.get("HTTP_COOKIE", "")
-    if base_name not in header:
-        return {}
-
-    found: dict[str, str] = {}
-    for pair in header.split(";"):
-        name, _, value = pair.partition("=")
-        name = name.strip()
-        if base_name in name and name not in found:
-            found[name] = _unquote_cookie(value.strip())
-
-    return found
-
-
-def _unquote_cookie(value: str) -> str:
-    # The gate never quotes its values (they hold no characters that need
-    # it); a quoted value is unwrapped all the same, as RFC 6265 allows.
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
-def _decode(value: str) -> str:
-    """Turn a WSGI Latin-1 string into text, replacing bytes that are not UTF-8."""
-    return value.encode("latin-1", "replace").decode("utf-8", "replace")
-
-
-def _cookie_name(name: str, secure: bool, base: str) -> str:
-    # The __Host- prefix needs Secure, Path=/ and no Domain (RFC 6265bis 4.1.3);
-    # __Secure- still stops an http page from overwriting the cookie.
-    if secure and not base:
-        return "__Host-" + name
-
-    if secure:
-        return "__Secure-" + name
-
-    return name

@@ -23,8 +23,9 @@ from .stores import SessionRecord, StoreError, session_handle
 from .throttle import CheckBusy, throttle_keys, user_key
 
 if TYPE_CHECKING:
-    from .gate import Gate, Visit
+    from .gate import Gate
     from .pages import Pages
+    from .visit import Visit
 
 logger = logging.getLogger("static_gate")
 audit = logging.getLogger("static_gate.audit")

@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from .credentials import Account
-    from .gate import Gate, Visit
+    from .gate import Gate
+    from .visit import Visit
 
 audit = logging.getLogger("static_gate.audit")
 
