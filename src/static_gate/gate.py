@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from werkzeug.datastructures import Headers
-from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Response
 
 from . import headers, hygiene
@@ -41,16 +40,16 @@ from .pages import Pages, load_template
 from .paths import PathRejected, canonical_path, is_under, quote_path, with_query
 from .proxy import client_address, is_https
 from .rules import ALLOW, FORBID, Decision, RuleSet
-from .session import EXPIRED, IDLE, MISSING, TAMPERED, Session, SessionCodec
+from .session import SessionCodec
 from .share_views import ShareViews
 from .shares import decide_share
-from .stores import Store, StoreError, open_store, session_handle
+from .signed_in import SessionReader
+from .stores import Store, StoreError, open_store
 from .throttle import CheckSlots, Throttle
 from .trail import Trail
 from .visit import (
     Visit,
     decode_wsgi,
-    is_navigation,
     read_cookies,
     session_cookie_name,
 )
@@ -62,10 +61,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("static_gate")
 audit = logging.getLogger("static_gate.audit")
 
-#: Environ key holding the signed-in user's name for the wrapped app.
-USER_KEY = "static_gate.user"
-#: Environ key holding the signed-in user's groups (a frozenset).
-GROUPS_KEY = "static_gate.groups"
 #: Environ key holding the id of the share link that a request came with.
 SHARE_KEY = "static_gate.share"
 
@@ -148,7 +143,7 @@ class Gate:
             prefix=self.prefix,
             where=where,
         )
-        self._outage_logged = 0.0
+        self.session_reader = SessionReader(self)
 
     @classmethod
     def from_file(cls, path: str, app: WSGIApplication | None = None) -> Gate:
@@ -311,7 +306,7 @@ class Gate:
             cookies=read_cookies(environ, self.config.session.cookie_name),
             original_uri=removed.get("HTTP_X_ORIGINAL_URI"),
         )
-        self._read_session(visit)
+        self.session_reader.read(visit)
         if not is_under(path, self.prefix):
             self.share_views.read_cookie(visit, path)
             # Never REMOTE_USER: whoever holds a link is nobody in particular.
@@ -342,145 +337,17 @@ class Gate:
 
     # -- sessions ---------------------------------------------------------
 
-    def _read_session(self, visit: Visit) -> None:
-        now = self.clock()
-        check = self.sessions.load(visit.cookies.get(visit.cookie_name), now)
-        session = check.session
-        if session is None:
-            if check.problem != MISSING:
-                self._log_bad_cookie(visit, check.problem)
-                visit.cookie_update = ""
-            return
-
-        account = self.accounts.find(session.user)
-        if account is None or account.fingerprint != session.fingerprint:
-            # The users file may have changed on disk within the last second.
-            account = self.accounts.find(session.user, fresh=True)
-
-        if account is None or account.fingerprint != session.fingerprint:
-            reason = "user removed" if account is None else "password changed"
-            audit.info(
-                "session-ended user=%r client=%s reason=%s",
-                session.user,
-                visit.client,
-                reason,
-            )
-            self.record_event(
-                visit,
-                "session-ended",
-                user=session.user,
-                path=visit.path,
-                reason=reason,
-            )
-            visit.cookie_update = ""
-            return
-
-        if not self._is_open(visit, session, now):
-            return
-
-        visit.session = session
-        visit.account = account
-        # Servers log REMOTE_USER from this same environ after the response
-        # (gunicorn: %({REMOTE_USER}e)s), so it is set for files too.
-        visit.environ["REMOTE_USER"] = account.name
-        visit.environ[USER_KEY] = account.name
-        visit.environ[GROUPS_KEY] = account.groups
-        # Only page navigations count as activity: an open tab that polls, or
-        # the images of a page, must not keep a session alive forever.
-        if self.sessions.needs_refresh(session, now) and is_navigation(visit.environ):
-            visit.cookie_update = self.sessions.dump(self.sessions.touch(session, now))
-            try:
-                self.store.touch_session(session_handle(session.id), int(now))
-            except StoreError as error:
-                logger.warning("last-seen time not stored: %s", error)
-
-    def _is_open(self, visit: Visit, session: Session, now: float) -> bool:
-        """Ask the store whether *session* is still open (not signed out)."""
-        try:
-            is_open = self.store.has_session(session_handle(session.id), now)
-        except StoreError as error:
-            self.note_outage(error, now)
-            if self.config.state.read_during_outage:
-                return True
-
-            visit.store_failed = True
-            visit.unconfirmed = session
-            return False
-
-        if not is_open:
-            audit.info(
-                "session-revoked user=%r client=%s path=%r",
-                session.user,
-                visit.client,
-                visit.path,
-            )
-            self.record_event(
-                visit, "session-revoked", user=session.user, path=visit.path
-            )
-            visit.cookie_update = ""
-
-        return is_open
-
     def note_outage(self, error: StoreError, now: float) -> None:
         """Log that the state store is out of reach, once a minute at most."""
-        if now - self._outage_logged >= 60:
-            self._outage_logged = now
-            logger.error("state store out of reach: %s", error)
-
-    def _log_bad_cookie(self, visit: Visit, problem: str | None) -> None:
-        if problem == TAMPERED:
-            audit.warning(
-                "session-rejected client=%s path=%r reason=bad signature or format",
-                visit.client,
-                visit.path,
-            )
-            self.record_event(
-                visit,
-                "session-rejected",
-                path=visit.path,
-                reason="bad signature or format",
-            )
-        elif problem in (EXPIRED, IDLE):
-            reason = "lifetime over" if problem == EXPIRED else "idle timeout"
-            audit.info(
-                "session-expired client=%s path=%r reason=%s",
-                visit.client,
-                visit.path,
-                reason,
-            )
-            self.record_event(visit, "session-expired", path=visit.path, reason=reason)
-
-    def set_session_cookie(self, visit: Visit, target: Headers) -> None:
-        """Add the ``Set-Cookie`` header that *visit* calls for, if any."""
-        cookie = self.session_cookie(visit)
-        if cookie is not None:
-            target.add("Set-Cookie", cookie)
+        self.session_reader.note_outage(error, now)
 
     def session_cookie(self, visit: Visit) -> str | None:
         """Return the ``Set-Cookie`` value that *visit* calls for, or ``None``."""
-        if visit.cookie_update is None:
-            return None
+        return self.session_reader.session_cookie(visit)
 
-        value = visit.cookie_update
-        max_age: int | None = 0
-        if value:
-            # A "keep me signed in" cookie outlives the browser; others end
-            # with it.
-            session = visit.session
-            max_age = None
-            if session is not None and session.remember:
-                end = session.issued_at + self.sessions.lifetime_of(session)
-                max_age = max(0, end - int(self.clock()))
-
-        return dump_cookie(
-            visit.cookie_name,
-            value,
-            max_age=max_age,
-            path=visit.cookie_path,
-            secure=visit.secure,
-            httponly=True,
-            samesite="Lax",
-        )
+    def set_session_cookie(self, visit: Visit, target: Headers) -> None:
+        """Add the ``Set-Cookie`` header that *visit* calls for, if any."""
+        self.session_reader.set_session_cookie(visit, target)
 
     # -- dispatching ------------------------------------------------------
 
