@@ -11,11 +11,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
 from .csrf import CsrfTokens
-from .login import refuse_body, signed_out
+from .login import form_token, signed_out
 from .stores import StoreError, session_handle
 
 if TYPE_CHECKING:
@@ -78,14 +77,7 @@ class AccountView:
 
     def _sign_out_everywhere(self, visit: Visit) -> Response:
         assert visit.session is not None and visit.account is not None
-        request = Request(visit.environ)
-        sent = None
-        if refuse_body(request, self.gate.pages(visit.base)) is None:
-            try:
-                sent = request.form.get("csrf_token")
-            except RequestEntityTooLarge:
-                pass
-
+        sent = form_token(visit.environ, self.gate.pages(visit.base))
         if not self.tokens.check(sent, visit.session.id):
             audit.warning(
                 "logout-refused user=%r client=%s reason=missing or stale form token",

@@ -282,23 +282,33 @@ def is_case_sensitive(root: Path) -> bool:
     """Tell whether the file system holding *root* tells names apart by case.
 
     The check looks for *root*'s own name with its case swapped, or failing
-    that for a swapped entry inside it; it writes nothing.
+    that for a swapped entry inside it; it writes nothing, and reads the
+    folder only as far as the first name with a letter.
     """
-    candidates = [root]
+    answer = _case_check(root)
+    if answer is not None:
+        return answer
+
     try:
         with os.scandir(root) as scan:
-            candidates += [Path(entry.path) for entry in scan]
+            for entry in scan:
+                answer = _case_check(Path(entry.path))
+                if answer is not None:
+                    return answer
     except OSError:
         pass
 
-    for candidate in candidates:
-        swapped = candidate.name.swapcase()
-        if swapped == candidate.name:
-            continue
-
-        try:
-            return not os.path.samefile(candidate, candidate.with_name(swapped))
-        except OSError:
-            return True
-
     return True
+
+
+def _case_check(path: Path) -> bool | None:
+    """Whether *path*'s name with swapped case is another file; ``None`` when
+    the name has no letters to swap."""
+    swapped = path.name.swapcase()
+    if swapped == path.name:
+        return None
+
+    try:
+        return not os.path.samefile(path, path.with_name(swapped))
+    except OSError:
+        return True

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Request, Response
@@ -23,6 +24,8 @@ from .stores import SessionRecord, StoreError, session_handle
 from .throttle import CheckBusy, throttle_keys, user_key
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
     from .gate import Gate
     from .pages import Pages
     from .visit import Visit
@@ -72,16 +75,9 @@ class LoginViews:
             response.headers["Allow"] = "GET, HEAD, POST"
             return response
 
-        refusal = refuse_body(request, self.gate.pages(visit.base))
-        if refusal is not None:
-            return refusal
-
-        try:
-            form = request.form
-        except RequestEntityTooLarge:
-            return self.gate.pages(visit.base).error(
-                413, "Form too large", "The sign-in form sent too much data."
-            )
+        form = read_form(visit.environ, self.gate.pages(visit.base))
+        if isinstance(form, Response):
+            return form
 
         next_path = form.get("next", "/")
         nonce = visit.cookies.get(self._nonce_cookie(visit))
@@ -309,14 +305,7 @@ class LoginViews:
             response.headers["Allow"] = "GET, HEAD, POST"
             return response
 
-        request = Request(visit.environ)
-        sent: str | None = None
-        if refuse_body(request, self.gate.pages(visit.base)) is None:
-            try:
-                sent = request.form.get("csrf_token")
-            except RequestEntityTooLarge:
-                pass
-
+        sent = form_token(visit.environ, self.gate.pages(visit.base))
         if not self.logout_tokens.check(sent, session.id):
             audit.warning(
                 "logout-refused user=%r client=%s reason=missing or stale form token",
@@ -364,27 +353,37 @@ class LoginViews:
         return signed_out(login_page)
 
 
-def refuse_body(request: Request, pages: Pages) -> Response | None:
-    """Limit a form body; return the refusal when it cannot be read safely.
+def read_form(environ: WSGIEnvironment, pages: Pages) -> MultiDict[str, str] | Response:
+    """Read a gate form's fields, or return the refusal when that is unsafe.
 
     A body without a valid ``Content-Length`` (a chunked request, passed on
     by some servers) is refused with 411: werkzeug would silently cut it at
-    the limit instead of reporting it as too large.
+    the limit instead of reporting it as too large.  Past
+    :data:`MAX_FORM_BYTES` the answer is 413.
     """
+    request = Request(environ)
     request.max_content_length = MAX_FORM_BYTES
     request.max_form_memory_size = MAX_FORM_BYTES
     request.max_form_parts = 8
-    length = str(request.environ.get("CONTENT_LENGTH") or "")
-    chunked = "chunked" in str(request.environ.get("HTTP_TRANSFER_ENCODING", ""))
+    length = str(environ.get("CONTENT_LENGTH") or "")
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", ""))
     if chunked or not length.isdigit():
         return pages.error(411, "Length required", "Send the form with its length.")
 
+    too_large = pages.error(413, "Form too large", "The form sent too much data.")
     if int(length) > MAX_FORM_BYTES:
-        return pages.error(
-            413, "Form too large", "The sign-in form sent too much data."
-        )
+        return too_large
 
-    return None
+    try:
+        return request.form
+    except RequestEntityTooLarge:
+        return too_large
+
+
+def form_token(environ: WSGIEnvironment, pages: Pages) -> str | None:
+    """The ``csrf_token`` field of a form, or ``None`` if it cannot be read."""
+    form = read_form(environ, pages)
+    return None if isinstance(form, Response) else form.get("csrf_token")
 
 
 def signed_out(login_page: str) -> Response:

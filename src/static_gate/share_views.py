@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Request, Response
 
 from .csrf import CsrfTokens
-from .login import refuse_body
+from .login import read_form
 from .paths import quote_path
 from .shares import (
     InvalidShare,
@@ -305,15 +304,9 @@ class ShareViews:
     def _make(self, visit: Visit, account: Account) -> Response:
         assert visit.session is not None, "checked by page()"
         pages = self.gate.pages(visit.base)
-        request = Request(visit.environ)
-        refusal = refuse_body(request, pages)
-        if refusal is not None:
-            return refusal
-
-        try:
-            form = request.form
-        except RequestEntityTooLarge:
-            return pages.error(413, "Form too large", "The form sent too much data.")
+        form = read_form(visit.environ, pages)
+        if isinstance(form, Response):
+            return form
 
         if not self.tokens.check(form.get("csrf_token"), visit.session.id):
             return self._form(
