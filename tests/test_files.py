@@ -16,6 +16,7 @@ from conftest import (
     signed_in,
 )
 from static_gate import Gate
+from static_gate.files import is_case_sensitive
 
 RULES = [
     {"path": "/public/", "allow": "anyone"},
@@ -467,3 +468,27 @@ def test_file_that_vanishes_before_it_is_opened_is_not_found(
 
     assert response.status_code == 404
     assert REPORT not in response.data
+
+
+def test_case_sensitivity_is_found_from_the_root_name(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    root.mkdir()
+
+    assert is_case_sensitive(root) is True
+
+    # The same folder under the other case, as a case-blind file system has.
+    (tmp_path / "SITE").symlink_to(root, target_is_directory=True)
+    assert is_case_sensitive(root) is False
+
+
+def test_case_sensitivity_looks_inside_when_the_root_has_no_letters(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "2026"
+    root.mkdir()
+    (root / "report.html").write_text("x")
+
+    assert is_case_sensitive(root) is True
+
+    (root / "REPORT.HTML").symlink_to(root / "report.html")
+    assert is_case_sensitive(root) is False
